@@ -1,0 +1,106 @@
+"""`intrain` command line: one subcommand per stage, `run` for the whole pass, `demo` for the offline default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from intrain.config import Config, ConfigError, load_config, to_yaml
+
+
+def _add_common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    if config_required:
+        p.add_argument("config", help="YAML config path, or a packaged config name (demo, paper-qwen3-4b-instruct)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set sample.n=8 (repeatable)")
+    p.add_argument("--run-dir", help="run directory (default: output.run_dir)")
+    p.add_argument("--force", action="store_true", help="redo stages whose config changed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="intrain", description="Intervention Training (InT) for LLM reasoning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="inspect configs")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the resolved config")
+    show.add_argument("config")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    for name, text in [("sample", "graded on-policy rollouts"), ("propose", "self-proposed interventions"),
+                       ("filter", "continuation filter"), ("sft", "SFT on prefix + intervention"),
+                       ("run", "the whole InT pass")]:
+        _add_common(sub.add_parser(name, help=text))
+    ev = sub.add_parser("eval", help="pass@k of a checkpoint on held-out problems")
+    _add_common(ev)
+    ev.add_argument("--model", help="checkpoint to evaluate (default: the configured policy)")
+    ev.add_argument("--label", default=None, help="name of the evaluation (default: base, or the checkpoint's name)")
+
+    demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
+    _add_common(demo, config_required=False)
+    return parser
+
+
+def _context(args: argparse.Namespace, config: Config):
+    from intrain.stages.common import RunContext
+
+    run_dir = Path(args.run_dir or config.output.run_dir)
+    return RunContext(config=config, run_dir=run_dir, force=args.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.command == "config":
+            sys.stdout.write(to_yaml(load_config(args.config, args.overrides)))
+            return 0
+        config = load_config("demo" if args.command == "demo" else args.config, args.overrides)
+        ctx = _context(args, config)
+        try:
+            return _dispatch(args, ctx)
+        finally:
+            ctx.close()
+    except KeyboardInterrupt:
+        print("interrupted; finished shards are kept, re-run to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line and a non-zero exit
+        if os.environ.get("INTRAIN_DEBUG"):
+            raise
+        known = _known_errors()
+        if isinstance(exc, known):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from intrain.data import DataError
+    from intrain.store import StageConfigChanged
+
+    return (ConfigError, DataError, StageConfigChanged, FileNotFoundError)
+
+
+def _dispatch(args: argparse.Namespace, ctx) -> int:
+    from intrain import pipeline
+
+    if args.command in ("sample", "propose", "filter", "sft"):
+        from importlib import import_module
+
+        stage = import_module(f"intrain.stages.{args.command}").run(ctx)
+        print(f"{args.command}: {stage.manifest()['counts']} -> {stage.path}")
+    elif args.command == "eval":
+        from intrain.stages import evaluate
+
+        label = args.label or (Path(args.model).name if args.model else "base")
+        stage = evaluate.run(ctx, label=label, model_path=args.model)
+        sys.stdout.write((stage.path / "eval.md").read_text())
+    elif args.command in ("run", "demo"):
+        pipeline.run(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,318 @@
+"""One typed config for a whole InT run.
+
+A YAML file maps onto `Config`; each stage reads its own section. Defaults are the paper's values
+(arXiv 2601.14209 and the authors' scripts) wherever the paper has one; `configs/demo.yaml` shrinks
+them for a laptop. All validation lives here: a bad key or value fails at load time with its dotted
+path, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the dotted field path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str = Field(
+        "embedded:smollm2",
+        description="Policy model: a local HF folder, a hub id, or 'embedded:smollm2' (packaged, offline).",
+    )
+    adapter: str | None = Field(
+        None, description="A PEFT LoRA adapter folder merged into the model at load (relative paths: from the config file)."
+    )
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="Generation backend: 'hf' (transformers, CPU or GPU) or 'vllm' (GPU, needs the 'gpu' extra)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the hf engine and training run.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto = bfloat16 on CUDA, float32 on CPU."
+    )
+    batch_size: int = Field(16, ge=1, description="Sequences decoded together by the hf engine.")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM share of GPU memory.")
+    max_model_len: int | None = Field(32768, ge=1, description="vLLM context length (paper: 32768).")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra chat-template variables, e.g. {enable_thinking: false}."
+    )
+
+
+class SamplingConfig(Section):
+    """Sampling shared by every generating stage. Paper defaults: Qwen3-4B-Instruct-2507's settings."""
+
+    n: int = Field(4, ge=1, description="Samples per prompt.")
+    temperature: float = Field(0.7, ge=0, description="0 = greedy.")
+    top_p: float = Field(0.8, gt=0, le=1)
+    top_k: int = Field(20, ge=0, description="0 = off.")
+    max_tokens: int = Field(16384, ge=1, description="New tokens per sample (paper: 16,384).")
+    seed: int = Field(0, description="Base seed; each shard derives its own from it.")
+    shard_size: int = Field(64, ge=1, description="Prompts per written shard: a crash loses at most one shard.")
+
+
+class SourceConfig(Section):
+    kind: Literal["file", "hf", "arithmetic", "champ"] = Field(
+        "arithmetic", description="file (jsonl/json/parquet/csv), hf (datasets hub or local path), arithmetic (offline generator), champ."
+    )
+    path: str | None = Field(None, description="file/champ: path to the data file.")
+    name: str | None = Field(None, description="hf: dataset name or local dataset path.")
+    subset: str | None = Field(None, description="hf: configuration name.")
+    split: str = Field("train", description="hf: split.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our field -> the source's column (fields: id, problem, answer, reference_solution, source).",
+    )
+    source: str | None = Field(None, description="Value of the 'source' column when the data has none.")
+    size: int = Field(64, ge=1, description="arithmetic: number of problems.")
+    seed: int = Field(0, description="arithmetic: generator seed (train and eval sets must differ).")
+    steps: tuple[int, int] = Field((2, 3), description="arithmetic: min and max operations per problem.")
+    max_operand: int = Field(20, ge=2, description="arithmetic: largest operand.")
+    limit: int | None = Field(None, ge=1, description="Keep only the first N problems.")
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> SourceConfig:
+        if self.kind in ("file",) and not self.path:
+            raise ValueError("kind 'file' needs 'path'")
+        if self.kind == "hf" and not self.name:
+            raise ValueError("kind 'hf' needs 'name'")
+        if self.steps[0] < 1 or self.steps[0] > self.steps[1]:
+            raise ValueError("steps must be [min, max] with 1 <= min <= max")
+        return self
+
+
+class DataConfig(Section):
+    train: SourceConfig = Field(default_factory=SourceConfig, description="Problems to sample, propose on and train on.")
+    eval: SourceConfig | None = Field(None, description="Held-out problems for eval; None = evaluate on train.")
+    prompt_template: str = Field(
+        "{problem}",
+        description="User message built from a problem (paper: the raw problem text, no system prompt).",
+    )
+    on_invalid: Literal["error", "skip"] = Field(
+        "error", description="Rows with an empty problem or answer: fail naming them, or skip and count."
+    )
+
+    @model_validator(mode="after")
+    def _template_has_problem(self) -> DataConfig:
+        if "{problem}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain '{problem}'")
+        return self
+
+
+class SampleConfig(SamplingConfig):
+    """On-policy rollouts (paper: K=4 per problem)."""
+
+
+class ProposerConfig(Section):
+    kind: Literal["self", "model", "openai"] = Field(
+        "self", description="self = the policy proposes (the paper); model = another local model; openai = an HTTP endpoint."
+    )
+    model: ModelConfig | None = Field(None, description="kind=model: the proposer model.")
+    base_url: str | None = Field(None, description="kind=openai: e.g. http://127.0.0.1:8000/v1.")
+    name: str | None = Field(None, description="kind=openai: model name sent to the endpoint.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ProposerConfig:
+        if self.kind == "model" and self.model is None:
+            raise ValueError("kind 'model' needs 'model'")
+        if self.kind == "openai" and not (self.base_url and self.name):
+            raise ValueError("kind 'openai' needs 'base_url' and 'name'")
+        return self
+
+
+class ProposeConfig(SamplingConfig):
+    """Self-proposed interventions for failed rollouts (paper: K=4 per incorrect attempt)."""
+
+    proposer: ProposerConfig = Field(default_factory=ProposerConfig, description="Who writes interventions.")
+    template: str = Field(
+        "paper", description="'paper' (two-turn, solve then verify), 'compact' (single turn), or a path to a .jinja file."
+    )
+    max_prompt_tokens: int = Field(30000, ge=64, description="Rendered prompt cap; the attempt's tail is cut first.")
+    max_attempts: int | None = Field(None, ge=1, description="Propose on at most this many failed attempts.")
+    separator: str = Field("\n\n", min_length=1, description="Substep separator (paper: a blank line).")
+
+
+class FilterConfig(SamplingConfig):
+    """Keep interventions from which at least `min_correct` of `n` continuations are correct."""
+
+    enabled: bool = Field(True, description="Run the continuation filter (the paper calls it optional; it helps).")
+    n: int = Field(32, ge=1, description="Continuations per intervention (paper: 32).")
+    min_correct: int = Field(1, ge=1, description="Keep when at least this many continuations are correct.")
+    wave_size: int = Field(8, ge=1, description="Continuations per wave; sampling stops once the decision is fixed.")
+    leak_filter: bool = Field(True, description="Drop interventions that contain the gold answer.")
+    dedup: Literal["attempt", "none"] = Field("attempt", description="One intervention per (problem, attempt).")
+    diagnose: bool = Field(False, description="Also continue from prefix + the original erroneous step (paper Table 1).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FilterConfig:
+        if self.min_correct > self.n:
+            raise ValueError("min_correct cannot exceed n")
+        return self
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class SFTConfig(Section):
+    """SFT on problem -> (own prefix + intervention), prompt masked, no end-of-turn (paper Table 6)."""
+
+    learning_rate: float = Field(1e-6, gt=0)
+    epochs: float = Field(4, gt=0)
+    effective_batch_size: int = Field(64, ge=1, description="per_device_batch_size x grad accumulation x devices.")
+    per_device_batch_size: int = Field(1, ge=1)
+    max_length: int = Field(16384, ge=16, description="Rows longer than this are dropped (and counted).")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    min_lr_rate: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
+    weight_decay: float = Field(0.0, ge=0)
+    lora: LoraConfig | None = Field(None, description="Train a LoRA adapter (merged when saved) instead of all weights.")
+    gradient_checkpointing: bool = Field(False)
+    seed: int = Field(0)
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+
+
+class RLConfig(Section):
+    """Outcome-reward GRPO after SFT (paper Table 5: PipelineRL, 400 steps, group 8, no KL)."""
+
+    enabled: bool = Field(False, description="Run RL after SFT in `intrain run`.")
+    steps: int = Field(400, ge=1)
+    group_size: int = Field(8, ge=2, description="Rollouts per prompt.")
+    prompts_per_step: int = Field(4, ge=1, description="Prompts per optimizer step (paper: batch 32 rollouts = 4 x 8).")
+    learning_rate: float = Field(1e-6, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_completion_tokens: int = Field(16384, ge=1)
+    seed: int = Field(0)
+
+
+class EvalConfig(SamplingConfig):
+    """pass@k on held-out problems (paper: 128 samples per problem)."""
+
+    n: int = Field(128, ge=1)
+    ks: list[int] = Field(default_factory=lambda: [1, 8], description="k values for unbiased pass@k (k <= n).")
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> EvalConfig:
+        bad = [k for k in self.ks if k < 1 or k > self.n]
+        if bad or not self.ks:
+            raise ValueError(f"ks must be non-empty with 1 <= k <= n={self.n}; got {self.ks}")
+        return self
+
+
+class GradingConfig(Section):
+    workers: int = Field(2, ge=1, description="Grading worker processes.")
+    timeout_s: float = Field(10.0, gt=0, description="Hard wall-clock limit per item (paper: 10 s).")
+
+
+class OutputConfig(Section):
+    run_dir: str = Field("runs/default", description="Run directory (relative paths: from the working directory).")
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    propose: ProposeConfig = Field(default_factory=ProposeConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path, or the bare name of a packaged config (`demo`, `paper-qwen3-4b-instruct`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    raise ConfigError(f"config not found: {name_or_path} (no such file, and no packaged config of that name)")
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply `dotted.key=value` to a raw config dict; the value is parsed as YAML."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=value")
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def _format_errors(origin: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"{origin}: {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Load, override and validate. Relative adapter paths are resolved against the config's folder."""
+    raw: dict[str, Any] = {}
+    origin = "<defaults>"
+    if path is not None:
+        file = resolve_config_path(str(path))
+        origin = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{origin}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{origin}: top level must be a mapping of sections")
+        raw = loaded or {}
+        _resolve_relative_paths(raw, file.parent)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(origin, err)) from None
+
+
+def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
+    # Adapters and data files named in a config live next to it; run_dir stays relative to the caller.
+    def fix(section: Any, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            value = section[key]
+            if not Path(value).is_absolute() and (base / value).exists():
+                section[key] = str((base / value).resolve())
+
+    fix(raw.get("model"), "adapter")
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for split in ("train", "eval"):
+            fix(data.get(split), "path")
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def fingerprint(*parts: BaseModel | dict[str, Any] | str | None) -> str:
+    """Stable hash of config sections (and upstream hashes) that decide a stage's output."""
+    payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,281 @@
+"""transformers ``generate`` as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
+
+Requests are expanded to ``n`` sequences each, sorted by prompt length (so a batch wastes little
+padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache. The sampling
+chain is built here rather than taken from the model's ``generation_config``, so a checkpoint's
+defaults (``top_k=20``, ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the
+whole story. The same call (same requests, same params, same seed) returns the same outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids
+
+
+class HFGenerator:
+    """Generate with a loaded transformers causal LM.
+
+    ``chat_template_kwargs`` (optional) are passed to the chat template, e.g. ``{"enable_thinking": False}``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, chat_template_kwargs: dict | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.model.eval()
+        self.eos_token_ids = _eos_ids(model, tokenizer)
+        if not self.eos_token_ids:
+            raise ValueError("neither the tokenizer nor the generation config names an eos token")
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = getattr(model.generation_config, "pad_token_id", None)
+        self.pad_token_id = int(pad) if pad is not None else self.eos_token_ids[0]
+
+    @classmethod
+    def load(
+        cls,
+        path: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        adapter: str | None = None,
+        batch_size: int = 16,
+        chat_template_kwargs: dict | None = None,
+    ) -> HFGenerator:
+        """Load a model spec (folder, hub id or ``"embedded:smollm2"``) via :mod:`intrain.models`."""
+        from intrain.models import load_model_and_tokenizer
+
+        model, tok = load_model_and_tokenizer(path, device=device, dtype=dtype, adapter=adapter)
+        return cls(model, tok, batch_size=batch_size, chat_template_kwargs=chat_template_kwargs)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def generate(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        on_progress: ProgressFn | None = None,
+    ) -> list[list[Completion]]:
+        requests = list(requests)
+        prompts = [render_ids(self.tokenizer, r, self.chat_template_kwargs) for r in requests]
+        # One entry per sequence to decode: (request index, sample index). Sorting by prompt length
+        # (stable, so ties keep input order) groups similar lengths; results go back by index.
+        seqs = [(ri, j) for ri, r in enumerate(requests) for j in range(r.n)]
+        order = sorted(range(len(seqs)), key=lambda k: len(prompts[seqs[k][0]]))
+        results: list[list[Completion | None]] = [[None] * r.n for r in requests]
+
+        device = self.device
+        devices = [device] if device.type == "cuda" else []
+        # fork_rng: seed our own stream without disturbing the caller's global RNG state.
+        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), \
+                torch.inference_mode(), self._clean_generation_config():
+            torch.manual_seed(sampling.seed)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                batch_prompts = [prompts[seqs[k][0]] for k in chunk]
+                completions = self._generate_batch(batch_prompts, sampling)
+                new_tokens = 0
+                for k, comp in zip(chunk, completions):
+                    ri, j = seqs[k]
+                    results[ri][j] = comp
+                    new_tokens += len(comp.token_ids)
+                if on_progress is not None:
+                    on_progress(len(chunk), new_tokens)
+        return [list(r) for r in results]  # type: ignore[arg-type]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _clean_generation_config(self):
+        """Swap in a bare generation config for the duration of a call.
+
+        ``generate`` fills every unset field of the config it is given from
+        ``model.generation_config`` (transformers 5.x), so a checkpoint's sampling defaults would
+        otherwise apply silently. Only the special token ids survive.
+        """
+        original = self.model.generation_config
+        clean = GenerationConfig(
+            bos_token_id=getattr(original, "bos_token_id", None),
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+        )
+        self.model.generation_config = clean
+        try:
+            yield
+        finally:
+            self.model.generation_config = original
+
+    def _generate_batch(self, batch_prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        device = self.device
+        width = max(len(p) for p in batch_prompts)
+        input_ids = torch.full((len(batch_prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch_prompts), width), dtype=torch.long)
+        for i, p in enumerate(batch_prompts):  # left padding
+            if p:
+                input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+                attention_mask[i, width - len(p):] = 1
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+
+        do_sample = not sampling.greedy
+        processors = LogitsProcessorList()
+        if do_sample:
+            # The same chain (and order) transformers would build; ours so it can't be overridden.
+            if sampling.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_k > 0:
+                processors.append(TopKLogitsWarper(top_k=sampling.top_k))
+            if sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(top_p=sampling.top_p))
+        capture = _LogprobCapture() if sampling.logprobs else None
+        if capture is not None:
+            processors.append(capture)  # last: sees the fully processed distribution
+        stopper = _StopStrings(self.tokenizer, sampling.stop, width) if sampling.stop else None
+        criteria = StoppingCriteriaList([stopper] if stopper is not None else [])
+
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=sampling.max_tokens,
+            do_sample=do_sample,
+            num_beams=1,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            use_cache=True,
+        )
+        if do_sample:  # explicit neutral values: warpers come from `processors` only
+            gen_kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
+        config = GenerationConfig(**gen_kwargs)
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            logits_processor=processors,
+            stopping_criteria=criteria,
+        )
+        if not torch.is_tensor(out):  # a ModelOutput when return_dict_in_generate sneaks in
+            out = out.sequences
+        generated = out[:, width:]
+        token_logprobs = capture.finish(out, width) if capture is not None else None
+
+        gen_list = generated.tolist()
+        lp_list = token_logprobs.tolist() if token_logprobs is not None else None
+        eos = set(self.eos_token_ids)
+        completions = []
+        for i, ids in enumerate(gen_list):
+            end, finish, ended_on_eos = len(ids), "length", False
+            for k, t in enumerate(ids):
+                if t in eos:
+                    end, finish, ended_on_eos = k + 1, "stop", True
+                    break
+            if stopper is not None and 0 < stopper.done_at[i] <= end:
+                if stopper.done_at[i] < end or not ended_on_eos:
+                    end, finish, ended_on_eos = stopper.done_at[i], "stop", False
+            ids = ids[:end]
+            text = self.tokenizer.decode(ids[:-1] if ended_on_eos else ids, skip_special_tokens=True)
+            if sampling.stop:
+                cut = _first_stop(text, sampling.stop)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+            completions.append(
+                Completion(
+                    text=text,
+                    token_ids=[int(t) for t in ids],
+                    finish_reason=finish,
+                    logprobs=[float(x) for x in lp_list[i][:end]] if lp_list is not None else None,
+                    prompt_tokens=len(batch_prompts[i]),
+                )
+            )
+        return completions
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, gen_eos):
+        if value is None:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and int(v) not in ids:
+                ids.append(int(v))
+    return ids
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+class _LogprobCapture(LogitsProcessor):
+    """Log-probability of each sampled token under the processed distribution.
+
+    A logits processor placed last: at step t it stores log_softmax of the processed scores; at
+    step t+1 (or at the end) it reads off the probability of the token actually chosen. Only one
+    step's distribution is held at a time, unlike ``output_scores``.
+    """
+
+    def __init__(self) -> None:
+        self.prev = None
+        self.values: list[Any] = []
+
+    def __call__(self, input_ids, scores):
+        if self.prev is not None:
+            self.values.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences, prompt_width: int):
+        n_new = sequences.shape[1] - prompt_width
+        if self.prev is not None and len(self.values) < n_new:
+            self.values.append(self.prev.gather(1, sequences[:, -1:]).squeeze(1))
+        self.prev = None
+        if not self.values:
+            return torch.zeros((sequences.shape[0], 0))
+        return torch.stack(self.values, dim=1).cpu()
+
+
+class _StopStrings(StoppingCriteria):
+    """Stopping criterion for stop strings; records when each row first matched.
+
+    Only the last few generated tokens are decoded each step (enough to hold any stop string,
+    whatever the bytes-per-token), so the cost does not grow with the completion length.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_width: int):
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.prompt_width = prompt_width
+        self.window = 4 * max(len(s.encode("utf-8")) for s in self.stops) + 8
+        self.done_at: list[int] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        rows, length = input_ids.shape
+        if not self.done_at:
+            self.done_at = [0] * rows
+        n_new = length - self.prompt_width
+        start = max(self.prompt_width, length - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:].tolist(), skip_special_tokens=True)
+        hit = []
+        for i, tail in enumerate(tails):
+            matched = any(s in tail for s in self.stops)
+            if matched and self.done_at[i] == 0:
+                self.done_at[i] = n_new
+            hit.append(matched or self.done_at[i] > 0)
+        return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)

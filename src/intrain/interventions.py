@@ -1,0 +1,767 @@
+"""Parse self-proposed interventions and build guided prefixes (paper §3.5).
+
+The proposer ends its answer with::
+
+    <intervention>
+    { "content": INSERT_STEP_CONTENT, "location": INSERT_STEP_NUMBER }
+    </intervention>
+
+Model output is messy, so :func:`parse_intervention` is a ladder of increasingly
+tolerant attempts.  Nothing here ever ``eval``/``exec``\\ s model text
+(``ast.literal_eval`` is used as one attempt; it only builds literals).
+
+Design decisions
+----------------
+* **Which block.**  Only the *last* tag block counts (as in the reference
+  notebook).  A block starts at the opening tag nearest before the last closing
+  tag, so ``<intervention>`` mentions in prose earlier in the verification log
+  do not swallow text.  If the output ends with an opening tag that is never
+  closed (truncation, forgotten tag) and its tail looks like a payload (has a
+  ``{`` or a ``content``/``location`` key) that tail is used instead.  Complete
+  blocks that are clearly inline prose mentions (tag pair inside a sentence,
+  no payload) are skipped.
+* **Backslashes / LaTeX.**  JSON escapes collide with LaTeX (``\\frac`` = form
+  feed + ``rac``, ``\\theta`` = tab + ``heta``, ``\\neq`` = newline + ``eq``).  We
+  decode backslashes ourselves, before any JSON parser sees them:
+
+  - ``\\\\`` -> ``\\``; ``\\"`` -> ``"``; ``\\'`` -> ``'``; ``\\/`` -> ``/``;
+    ``\\uXXXX`` (4 hex digits) -> that character;
+  - ``\\n`` -> newline, *unless* the letters that follow form a known LaTeX
+    command starting with ``n`` (``\\neq``, ``\\nabla``, ``\\not``, ``\\nu`` ...,
+    see ``_LATEX_N``); so ``\\nThe next step`` is a newline but ``\\neq`` is LaTeX;
+  - ``\\t`` / ``\\r`` -> tab / carriage return only when *not* followed by a
+    letter (``\\theta``, ``\\times``, ``\\text``, ``\\right`` stay LaTeX);
+  - ``\\b`` and ``\\f`` are always literal (``\\beta``, ``\\frac``, ``\\boxed``;
+    a model never means backspace/form feed);
+  - any other backslash is kept literally (``\\(``, ``\\[``, ``\\{``, ``\\,``,
+    ``\\sqrt``, ``\\cdot`` ...).
+* **Location.**  Must be an integer in ``1..num_substeps``.  Strings such as
+  ``"Substep 12"``/``"12"``/``12.0`` are coerced (first number found).
+  ``num_substeps + 1`` ("append after the last step") is ``bad_location``:
+  the intervention *replaces* substep ``location``, so the location has to
+  name an existing substep (the reference code would silently build a prefix of
+  the whole attempt, which no longer ends at the error).
+* **Status precedence.**  ``no_tag`` (no opening tag) > ``empty`` (block empty,
+  ``{}``, content empty/whitespace or a placeholder such as
+  ``INSERT_STEP_CONTENT`` -- checked before the location, since the echoed
+  template has a placeholder location too) > ``bad_json`` (content or location
+  key cannot be recovered) > ``bad_location`` (location present but not an
+  integer in range) > ``ok``.  ``leak`` and ``duplicate`` are assigned by
+  callers with :func:`leaks_answer` and :func:`dedup`.
+* **Leaks.**  See :func:`leaks_answer`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from intrain.steps import prefix_before, split_substeps
+
+__all__ = [
+    "STATUSES",
+    "ParsedIntervention",
+    "parse_intervention",
+    "extract_last_block",
+    "unescape_model_string",
+    "double_newlines",
+    "guided_prefix",
+    "normalize_answer",
+    "leaks_answer",
+    "dedup",
+]
+
+STATUSES = ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "duplicate")
+
+
+@dataclass(frozen=True)
+class ParsedIntervention:
+    status: str
+    content: str | None
+    location: int | None
+    raw: str | None  # the raw text inside the last tag block (None when no tag)
+
+
+# --------------------------------------------------------------------------- #
+# Tag block extraction
+# --------------------------------------------------------------------------- #
+
+_OPEN_RE = re.compile(r"<\s*intervention\s*>", re.IGNORECASE)
+_CLOSE_RE = re.compile(r"<\s*/\s*intervention\s*>", re.IGNORECASE)
+_PAYLOAD_HINT_RE = re.compile(r"\{|(?<![A-Za-z])(?:content|location)(?![A-Za-z])", re.IGNORECASE)
+
+
+def _looks_like_payload(text: str) -> bool:
+    return bool(_PAYLOAD_HINT_RE.search(text))
+
+
+def _is_inline(output: str, open_start: int, close_end: int) -> bool:
+    """True if the tag pair sits inside a line of prose (text on either side)."""
+    line_start = output.rfind("\n", 0, open_start) + 1
+    line_end = output.find("\n", close_end)
+    if line_end == -1:
+        line_end = len(output)
+    before = output[line_start:open_start].strip(" \t*`>-")
+    after = output[close_end:line_end].strip(" \t*`")
+    return bool(before) or bool(after)
+
+
+def extract_last_block(output: str) -> str | None:
+    """Raw text inside the last ``<intervention>`` block, or None without a tag."""
+    opens = [m for m in _OPEN_RE.finditer(output)]
+    if not opens:
+        return None
+    closes = [m for m in _CLOSE_RE.finditer(output)]
+
+    # Complete blocks: each closing tag paired with the nearest opening tag before it.
+    blocks: list[tuple[int, int, int, int]] = []  # (open_start, inner_start, inner_end, close_end)
+    oi = 0
+    last_open: re.Match[str] | None = None
+    for c in closes:
+        while oi < len(opens) and opens[oi].end() <= c.start():
+            last_open = opens[oi]
+            oi += 1
+        if last_open is not None and (not blocks or last_open.start() > blocks[-1][0]):
+            blocks.append((last_open.start(), last_open.end(), c.start(), c.end()))
+
+    # Unterminated tail: last opening tag after the last closing tag.
+    tail: str | None = None
+    if not closes or opens[-1].start() >= closes[-1].end():
+        tail = output[opens[-1].end():]
+
+    if tail is not None and (not blocks or _looks_like_payload(tail)):
+        return tail
+    if not blocks:  # pragma: no cover - tail is always set when there is no block
+        return tail
+    for open_start, inner_start, inner_end, close_end in reversed(blocks):
+        inner = output[inner_start:inner_end]
+        if _looks_like_payload(inner) or not _is_inline(output, open_start, close_end):
+            return inner
+    # Everything is an inline prose mention: report the last one.
+    return output[blocks[-1][1]:blocks[-1][2]]
+
+
+# --------------------------------------------------------------------------- #
+# Backslash handling (LaTeX-aware)
+# --------------------------------------------------------------------------- #
+
+# LaTeX commands starting with "n" that must not be read as "\n" + letters.
+# ("\ni" is deliberately absent: "\ni.e." is far more often newline + "i.e.".)
+_LATEX_N = frozenset(
+    """ne neq neg nabla nu not notin nmid nleq ngeq nleqslant ngeqslant nless ngtr
+    nsubseteq nsupseteq nsubset nsupset nparallel newline noindent nonumber nolimits
+    natural nearrow nwarrow nexists nleftarrow nrightarrow nleftrightarrow nLeftarrow
+    nRightarrow nLeftrightarrow ncong nsim nvdash nVdash nprec nsucc normalsize
+    newcommand nobreak notag nolinebreak nexist nshortmid nsime""".split()
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _letters_from(s: str, i: int) -> str:
+    j = i
+    while j < len(s) and s[j].isascii() and s[j].isalpha():
+        j += 1
+    return s[i:j]
+
+
+def _escape_at(s: str, i: int) -> tuple[str, int]:
+    """Decode the backslash at ``s[i]``: (decoded text, characters consumed).
+
+    A consumed length of 1 with decoded ``"\\\\"`` means "literal backslash";
+    the following character is then processed normally.
+    """
+    if i + 1 >= len(s):
+        return "\\", 1
+    c = s[i + 1]
+    if c == "\\":
+        return "\\", 2
+    if c in "\"'/":
+        return c, 2
+    if c == "u" and i + 6 <= len(s) and all(ch in _HEX for ch in s[i + 2 : i + 6]):
+        return chr(int(s[i + 2 : i + 6], 16)), 6
+    if c == "n":
+        return ("\\", 1) if _letters_from(s, i + 1) in _LATEX_N else ("\n", 2)
+    if c in "tr":
+        if len(_letters_from(s, i + 1)) == 1:
+            return ("\t" if c == "t" else "\r"), 2
+        return "\\", 1
+    return "\\", 1
+
+
+def unescape_model_string(body: str) -> str:
+    """Decode backslash escapes in a string body written by the model (LaTeX-aware)."""
+    if "\\" not in body:
+        return body
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            dec, k = _escape_at(body, i)
+            out.append(dec)
+            i += k
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _fix_escapes(text: str, python: bool) -> str:
+    """Rewrite every backslash sequence into an unambiguous JSON/Python escape.
+
+    After this, ``json.loads`` (or ``ast.literal_eval`` when ``python``) decodes
+    strings with exactly the semantics of :func:`unescape_model_string`.
+    """
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        dec, k = _escape_at(text, i)
+        if k == 6:  # \uXXXX, valid in both JSON and Python
+            out.append(text[i : i + 6])
+        elif dec == "\\":
+            out.append("\\\\")
+        elif dec == "\n":
+            out.append("\\n")
+        elif dec == "\t":
+            out.append("\\t")
+        elif dec == "\r":
+            out.append("\\r")
+        elif dec == '"':
+            out.append('\\"')
+        elif dec == "'":
+            out.append("\\'" if python else "'")
+        else:  # "/"
+            out.append(dec)
+        i += k
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- #
+# Structured parse attempts
+# --------------------------------------------------------------------------- #
+
+_FENCE_LINE_RE = re.compile(r"^[ \t]*```[A-Za-z0-9_+-]*[ \t]*$", re.MULTILINE)
+_FENCE_EDGE_RE = re.compile(r"^\s*```[A-Za-z0-9_+-]*|```\s*$")
+
+
+def _strip_fences(text: str) -> str:
+    if "```" not in text:
+        return text
+    text = _FENCE_LINE_RE.sub("", text)
+    return _FENCE_EDGE_RE.sub("", text)
+
+
+def _strip_trailing_commas(text: str) -> str:
+    """Remove commas directly before ``}``/``]`` outside double-quoted strings."""
+    out: list[str] = []
+    in_str = False
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if in_str:
+            out.append(ch)
+            if ch == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+            out.append(ch)
+        elif ch == ",":
+            j = i + 1
+            while j < n and text[j].isspace():
+                j += 1
+            if j >= n or text[j] not in "}]":
+                out.append(ch)
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _try_structured_at(text: str, start: int) -> dict[str, Any] | None:
+    decoder = json.JSONDecoder(strict=False)
+    fixed = _fix_escapes(text[start:], python=False)
+    for candidate in (fixed, _strip_trailing_commas(fixed)):
+        try:
+            obj, _ = decoder.raw_decode(candidate)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            return obj
+    end = text.rfind("}")
+    if end > start:
+        py = _fix_escapes(text[start : end + 1], python=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = ast.literal_eval(py)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def _try_structured(text: str, max_starts: int = 8) -> dict[str, Any] | None:
+    """strict JSON -> repaired JSON -> ast.literal_eval, from successive ``{``.
+
+    Returns the fields (see :func:`_fields_from_dict`) of the first object that
+    has a ``content`` or ``location`` key, else None.  Trying later braces
+    handles text such as ``Content: ... \\boxed{}`` or a short lead-in line
+    before the object.
+    """
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < max_starts:
+        obj = _try_structured_at(text, start)
+        if obj is not None:
+            fields = _fields_from_dict(obj)
+            if fields is not None:
+                return fields
+        tries += 1
+        start = text.find("{", start + 1)
+    return None
+
+
+def _norm_key(key: Any) -> str:
+    return str(key).strip().strip("*").strip().lower()
+
+
+def _fields_from_dict(d: dict[str, Any]) -> dict[str, Any] | None:
+    """Map {content, location} from a parsed dict (keys case-insensitive, one level of nesting)."""
+    norm = {_norm_key(k): v for k, v in d.items()}
+    if "content" in norm or "location" in norm:
+        return norm
+    for v in d.values():
+        if isinstance(v, dict):
+            inner = {_norm_key(k): vv for k, vv in v.items()}
+            if "content" in inner or "location" in inner:
+                return inner
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Tolerant (regex / scanner) extraction
+# --------------------------------------------------------------------------- #
+
+
+def _key_re(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(?<![A-Za-z0-9_])(?:\*\*{name}\*\*\s*[:=]|\*\*{name}\s*[:=]\s*\*\*|[\"']?{name}[\"']?\s*[:=])\s*",
+        re.IGNORECASE,
+    )
+
+
+_CONTENT_KEY = _key_re("content")
+_LOCATION_KEY = _key_re("location")
+_GENERIC_KEY_AHEAD = re.compile(r"\s*,\s*[\"'][A-Za-z_][A-Za-z0-9_ ]*[\"']\s*:")
+_END_AHEAD = re.compile(r"\s*,?\s*\}?\s*\Z")
+_BRACE_AHEAD = re.compile(r"\s*,?\s*\}")
+_ITEM_END_AHEAD = re.compile(r"\s*[,\]]")
+
+
+def _is_escaped(s: str, p: int) -> bool:
+    k, j = 0, p - 1
+    while j >= 0 and s[j] == "\\":
+        k += 1
+        j -= 1
+    return k % 2 == 1
+
+
+def _loc_ahead(s: str, p: int) -> bool:
+    m = re.compile(r"\s*,?\s*").match(s, p)
+    return bool(m and _LOCATION_KEY.match(s, m.end()))
+
+
+def _find_closer(s: str, v: int, q: str) -> int | None:
+    """Position of the quote closing a value string opened at ``s[v] == q``."""
+    cands = [p for p in range(v + 1, len(s)) if s[p] == q and not _is_escaped(s, p)]
+    for p in cands:  # followed by the location key, or by the end of the object
+        if _loc_ahead(s, p + 1) or _END_AHEAD.match(s, p + 1):
+            return p
+    for p in cands:  # followed by some other quoted key
+        if _GENERIC_KEY_AHEAD.match(s, p + 1):
+            return p
+    for p in cands:  # followed by a closing brace (trailing prose after the object)
+        if _BRACE_AHEAD.match(s, p + 1):
+            return p
+    return None
+
+
+def _read_list(s: str, v: int) -> tuple[list[str], int] | None:
+    """Read ``[ "a", 'b', ... ]`` starting at ``s[v] == "["``; (items, end)."""
+    items: list[str] = []
+    i = v + 1
+    n = len(s)
+    while i < n:
+        while i < n and (s[i].isspace() or s[i] == ","):
+            i += 1
+        if i >= n:
+            return None
+        if s[i] == "]":
+            return items, i + 1
+        if s[i] in "\"'":
+            q = s[i]
+            close = None
+            for p in range(i + 1, n):
+                if s[p] == q and not _is_escaped(s, p) and _ITEM_END_AHEAD.match(s, p + 1):
+                    close = p
+                    break
+            if close is None:
+                return None
+            items.append(unescape_model_string(s[i + 1 : close]))
+            i = close + 1
+        else:
+            j = i
+            while j < n and s[j] not in ",]":
+                j += 1
+            items.append(s[i:j].strip())
+            i = j
+    return None
+
+
+def _tolerant(text: str) -> dict[str, Any] | None:
+    """Regex/scanner extraction of content and location from broken dict text."""
+    out: dict[str, Any] = {}
+    cm = _CONTENT_KEY.search(text)
+    content_span: tuple[int, int] | None = None
+    if cm:
+        v = cm.end()
+        content: Any = None
+        end = None
+        if text.startswith("[", v):
+            got = _read_list(text, v)
+            if got is not None:
+                content, end = got
+        elif text.startswith('"""', v) or text.startswith("'''", v):
+            close = text.find(text[v : v + 3], v + 3)
+            if close != -1:
+                content, end = unescape_model_string(text[v + 3 : close]), close + 3
+        elif v < len(text) and text[v] in "\"'":
+            close = _find_closer(text, v, text[v])
+            if close is not None:
+                content, end = unescape_model_string(text[v + 1 : close]), close + 1
+            else:  # missing closing quote: stop before a following location key
+                lm = _LOCATION_KEY.search(text, v + 1)
+                if lm:
+                    body = text[v + 1 : lm.start()].rstrip().rstrip(",").rstrip()
+                    if body.endswith(text[v]):
+                        body = body[:-1]
+                    content, end = unescape_model_string(body), lm.start()
+        else:  # unquoted value (placeholder, markdown "Content: ..." style)
+            lm = _LOCATION_KEY.search(text, v)
+            if lm:
+                body, end = text[v : lm.start()], lm.start()
+            else:
+                body, end = text[v:], len(text)
+            body = body.strip().rstrip(",").rstrip()
+            if not lm and body.endswith("}"):
+                body = body[:-1].rstrip().rstrip(",").rstrip()
+            content = unescape_model_string(body)
+        if end is not None:
+            out["content"] = content
+            content_span = (cm.start(), end)
+
+    # Location: outside the content value (the word may appear inside content text).
+    lm = None
+    if content_span is not None:
+        lm = _LOCATION_KEY.search(text, 0, content_span[0]) or _LOCATION_KEY.search(
+            text, content_span[1]
+        )
+    elif not cm:
+        lm = _LOCATION_KEY.search(text)
+    if lm:
+        v = lm.end()
+        if v < len(text) and text[v] in "\"'":
+            close = text.find(text[v], v + 1)
+            nl = text.find("\n", v + 1)
+            stop = close if close != -1 else (nl if nl != -1 else len(text))
+            out["location"] = text[v + 1 : stop]
+        else:
+            m = re.compile(r"[^,}\n]*").match(text, v)
+            out["location"] = m.group(0).strip() if m else ""
+    return out or None
+
+
+# --------------------------------------------------------------------------- #
+# Field validation
+# --------------------------------------------------------------------------- #
+
+_SCREAMING_PLACEHOLDER = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+_PLACEHOLDER_RE = re.compile(
+    r"(?:\.{2,}|…+|n/?a|none|null|nil|todo|tbd|empty|content|step content|"
+    r"insert[ _]step[ _]content(?: here)?|your (?:intervention|content|step)(?: here)?|"
+    r"intervention (?:content|step)(?: here)?)",
+    re.IGNORECASE,
+)
+_NO_ERROR_RE = re.compile(r"no (?:critical )?(?:error|intervention)\b", re.IGNORECASE)
+
+
+def _is_placeholder(text: str) -> bool:
+    s = text.strip().strip("\"'`*").strip()
+    s = s.strip("<>[](){}").strip()
+    if not s:
+        return True
+    if _SCREAMING_PLACEHOLDER.fullmatch(s) or _PLACEHOLDER_RE.fullmatch(s):
+        return True
+    return len(s) < 80 and bool(_NO_ERROR_RE.match(s))
+
+
+_NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _coerce_location(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        m = _NUM_RE.search(value)
+        if not m:
+            return None
+        num = float(m.group(0))
+        return int(num) if num.is_integer() else None
+    return None
+
+
+def _content_text(value: Any) -> str | None:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (list, tuple)):
+        text = "\n".join(str(x) for x in value if x is not None)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        return None
+    return text.replace("\r\n", "\n").strip()
+
+
+def parse_intervention(output: str, num_substeps: int) -> ParsedIntervention:
+    """Parse the last ``<intervention>`` block of a proposer output.
+
+    Returns a :class:`ParsedIntervention` with status among
+    ``ok / no_tag / bad_json / bad_location / empty`` (see module docstring).
+    """
+    raw = extract_last_block(output or "")
+    if raw is None:
+        return ParsedIntervention("no_tag", None, None, None)
+    text = _strip_fences(raw).strip()
+    if not text or re.fullmatch(r"\{\s*\}", text) or (
+        not _looks_like_payload(text) and _is_placeholder(text)
+    ):
+        return ParsedIntervention("empty", None, None, raw)
+
+    fields = _try_structured(text)
+    if fields is None or "content" not in fields:
+        tol = _tolerant(text)
+        if tol is not None and (fields is None or "content" in tol):
+            fields = tol
+    if fields is None or "content" not in fields:
+        return ParsedIntervention("bad_json", None, None, raw)
+
+    content = _content_text(fields["content"])
+    if content is None:
+        return ParsedIntervention("bad_json", None, None, raw)
+    if _is_placeholder(content):
+        return ParsedIntervention("empty", None, None, raw)
+    if "location" not in fields:
+        return ParsedIntervention("bad_json", content, None, raw)
+    loc = _coerce_location(fields["location"])
+    if loc is None or not 1 <= loc <= num_substeps:
+        return ParsedIntervention("bad_location", content, loc, raw)
+    return ParsedIntervention("ok", content, loc, raw)
+
+
+# --------------------------------------------------------------------------- #
+# Guided prefix
+# --------------------------------------------------------------------------- #
+
+_NEWLINE_RUN = re.compile(r"\n(?:[ \t]*\n)*")
+
+
+def double_newlines(content: str) -> str:
+    """Make every line of ``content`` its own substep.
+
+    CRLF -> LF, then every run of newlines (blank / whitespace-only lines
+    included) becomes exactly ``"\\n\\n"``: a single newline is doubled, an
+    existing blank line is *not* turned into four newlines.
+    """
+    return _NEWLINE_RUN.sub("\n\n", content.replace("\r\n", "\n"))
+
+
+def guided_prefix(trace: str, content: str, location: int, separator: str = "\n\n") -> str:
+    """Prefix (substeps before ``location``, as in the original) + separator + content.
+
+    The content has its newlines doubled (:func:`double_newlines`) and is
+    stripped.  For ``location == 1`` the result is just the content.  Raises
+    ``ValueError`` for a location outside ``1..num_substeps``.
+    """
+    substeps = split_substeps(trace, separator)
+    prefix = prefix_before(trace, substeps, location)
+    body = double_newlines(content).strip()
+    if location == 1:
+        return body
+    return prefix + separator + body
+
+
+# --------------------------------------------------------------------------- #
+# Leak filter
+# --------------------------------------------------------------------------- #
+
+
+def _brace_arg(s: str, i: int) -> tuple[str, int] | None:
+    """Read one LaTeX argument at ``s[i]`` (balanced ``{...}`` or one token)."""
+    while i < len(s) and s[i] == " ":
+        i += 1
+    if i >= len(s):
+        return None
+    if s[i] == "{":
+        depth = 0
+        for j in range(i, len(s)):
+            if s[j] == "{":
+                depth += 1
+            elif s[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return s[i + 1 : j], j + 1
+        return None
+    if s[i] == "\\":
+        m = re.compile(r"\\[a-z]+|\\.").match(s, i)
+        assert m is not None
+        return m.group(0), m.end()
+    return s[i], i + 1
+
+
+def _frac_to_slash(s: str) -> str:
+    r"""``\frac{a}{b}`` -> ``a/b`` (``(a+b)/2`` when an argument is compound)."""
+    out: list[str] = []
+    i = 0
+    while True:
+        k = s.find("\\frac", i)
+        if k == -1:
+            out.append(s[i:])
+            break
+        out.append(s[i:k])
+        a = _brace_arg(s, k + 5)
+        b = _brace_arg(s, a[1]) if a else None
+        if a is None or b is None:
+            out.append("\\frac")
+            i = k + 5
+            continue
+        parts = []
+        for arg in (a[0], b[0]):
+            arg = _frac_to_slash(arg)
+            simple = re.fullmatch(r"\s*-?[a-z0-9.\\]*\s*", arg) is not None
+            parts.append(arg.strip() if simple else f"({arg.strip()})")
+        out.append(f"{parts[0]}/{parts[1]}")
+        i = b[1]
+    return "".join(out)
+
+
+def normalize_answer(text: str) -> str:
+    r"""Normalisation shared by gold answers and intervention content for leak checks.
+
+    Lowercase; ``\dfrac``/``\tfrac`` -> ``\frac``; ``\frac{a}{b}`` -> ``a/b``;
+    drop ``$``, ``\boxed``, ``\text``-like wrappers, ``\left``/``\right``, spacing
+    commands, braces; ``\%`` -> ``%``; thousands commas between digits removed;
+    whitespace removed except a single space kept between two alphanumerics (so
+    ``"2 4"`` does not become ``"24"``).
+    """
+    s = text.replace("\r\n", "\n").lower()
+    s = re.sub(r"\\[dt]frac(?![a-z])", r"\\frac", s)
+    s = s.replace("$", "")
+    s = re.sub(r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|operatorname|mbox|displaystyle)(?![a-z])", "", s)
+    s = re.sub(r"\\(?:left|right|big|bigl|bigr|Big)(?![a-z])", "", s)
+    s = re.sub(r"\\[,;:! ]", "", s)
+    s = s.replace("\\%", "%")
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", s)
+    s = _frac_to_slash(s)
+    s = s.replace("{", "").replace("}", "")
+    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
+    s = re.sub(r"(?<=[a-z0-9])\s+(?=[a-z0-9])", "\x00", s)
+    s = re.sub(r"\s+", "", s)
+    return s.replace("\x00", " ")
+
+
+_NUMERIC_GOLD = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
+_WORD_GOLD = re.compile(r"[a-z0-9]+")
+
+
+def leaks_answer(content: str, gold_answer: str) -> bool:
+    r"""True when the (normalised) gold answer occurs in the (normalised) content.
+
+    * Both sides go through :func:`normalize_answer` (so ``\dfrac{1}{2}``,
+      ``\frac12`` and ``1/2`` agree, ``$\boxed{42}$`` contains ``42``).
+    * Numeric golds (``4``, ``-3``, ``2.5``, ``3/4``) use number boundaries: the
+      match may not be preceded by a digit, ``.``, ``/``, ``_`` or ``^``, nor
+      followed by a digit, ``/`` or a decimal ``.`` + digit.  So gold ``4`` does
+      not match ``14``, ``4.5``, ``0.4``, ``x_4``, ``2^4`` or ``4/5``, but does match
+      ``x = 4.`` and ``-4`` (a sign change is not worth the risk of a missed leak).
+    * Other purely alphanumeric golds (``B``, ``yes``, ``e``) must not touch
+      letters/digits on either side; anything else is a plain substring test.
+    * An empty gold never leaks.  No numeric equivalence (``0.5`` vs ``1/2``).
+    """
+    gold = normalize_answer(gold_answer or "")
+    if not gold:
+        return False
+    text = normalize_answer(content or "")
+    if _NUMERIC_GOLD.fullmatch(gold):
+        pat = rf"(?<![0-9./_^]){re.escape(gold)}(?![0-9/])(?!\.[0-9])"
+        return re.search(pat, text) is not None
+    if _WORD_GOLD.fullmatch(gold):
+        return re.search(rf"(?<![a-z0-9]){re.escape(gold)}(?![a-z0-9])", text) is not None
+    return gold in text
+
+
+# --------------------------------------------------------------------------- #
+# Dedup
+# --------------------------------------------------------------------------- #
+
+
+def dedup(
+    rows: Iterable[dict[str, Any]], key: tuple[str, ...] = ("problem_id", "attempt_id")
+) -> list[bool]:
+    """Keep mask: True for the first row of each key among rows whose status is ``ok``.
+
+    Rows without a ``status`` field count as ``ok``.  Non-ok rows are always
+    False and do not claim their key.  Raises ``KeyError`` if an ok row lacks a
+    key field.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    keep: list[bool] = []
+    for row in rows:
+        if row.get("status", "ok") != "ok":
+            keep.append(False)
+            continue
+        try:
+            k = tuple(row[f] for f in key)
+        except KeyError as exc:
+            raise KeyError(f"dedup: row is missing key field {exc.args[0]!r}") from None
+        try:
+            hash(k)
+        except TypeError:
+            k = tuple(repr(x) for x in k)
+        if k in seen:
+            keep.append(False)
+        else:
+            seen.add(k)
+            keep.append(True)
+    return keep

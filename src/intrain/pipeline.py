@@ -1,0 +1,67 @@
+"""The whole InT pass as one resumable chain of stages, and its funnel report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intrain.progress import console
+from intrain.stages import evaluate, filter as filter_stage, propose, sample, sft
+from intrain.stages.common import RunContext
+from intrain.store import atomic_write_json, atomic_write_text
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """sample -> eval(base) -> propose -> filter -> sft -> eval(sft); re-running resumes."""
+    console.rule(f"intrain run -> {ctx.run_dir}")
+    sampled = sample.run(ctx)
+    results = {"base": _metrics(evaluate.run(ctx, label="base"))}
+    proposed = propose.run(ctx)
+    filtered = filter_stage.run(ctx)
+    trained = sft.run(ctx)
+    checkpoint = sft.trained_model(trained)
+    if checkpoint:
+        results["int-sft"] = _metrics(evaluate.run(ctx, label="int-sft", model_path=checkpoint))
+    funnel_rows = funnel(sampled.manifest()["counts"], proposed.manifest()["counts"],
+                         filtered.manifest()["counts"], trained.manifest()["counts"])
+    table = evaluate.markdown_table(results, ctx.config.eval.ks)
+    report = "## Funnel\n\n" + funnel_markdown(funnel_rows) + "\n## Eval\n\n" + table
+    atomic_write_text(ctx.run_dir / "report.md", report)
+    atomic_write_json(ctx.run_dir / "summary.json", {"funnel": funnel_rows, "eval": results,
+                                                    "stage_timings": stage_timings(ctx)})
+    console.print(report)
+    return results
+
+
+def _metrics(stage) -> dict[str, Any]:
+    import json
+
+    return json.loads((stage.path / "eval.json").read_text())
+
+
+def funnel(sample_counts: dict, propose_counts: dict, filter_counts: dict, sft_counts: dict) -> list[tuple[str, int]]:
+    parsed = sum(propose_counts.get(s, 0) for s in ("ok", "leak", "duplicate"))
+    return [
+        ("problems", sample_counts["problems"]),
+        ("rollouts", sample_counts["rollouts"]),
+        ("failed rollouts", sample_counts["failed"]),
+        ("failed attempts proposed on", propose_counts["failed_attempts"]),
+        ("proposals", propose_counts["proposals"]),
+        ("parsed", parsed),
+        ("not leaking", parsed - propose_counts.get("leak", 0)),
+        ("after dedup", propose_counts.get("ok", 0)),
+        ("kept by continuation filter", filter_counts["kept"]),
+        ("SFT rows", sft_counts["sft_rows"]),
+    ]
+
+
+def funnel_markdown(rows: list[tuple[str, int]]) -> str:
+    return "| step | count |\n|---|---|\n" + "".join(f"| {name} | {count} |\n" for name, count in rows)
+
+
+def stage_timings(ctx: RunContext) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for manifest in sorted(ctx.run_dir.glob("*/manifest.json")):
+        out[manifest.parent.name] = json.loads(manifest.read_text()).get("timings", {})
+    return out

@@ -1,0 +1,129 @@
+"""Stage 2: self-proposed interventions for failed rollouts (paper §3.3–§3.5).
+
+For each failed attempt the proposer (by default the policy itself) sees the problem, the reference
+solution and the attempt cut into numbered substeps, and writes a verification, the first critical
+error and one replacement step. Every proposal is parsed into a status (`ok`, `no_tag`, `bad_json`,
+`bad_location`, `empty`, `leak`, `duplicate`); `ok` rows carry the guided prefix that the filter
+continues and SFT trains on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from intrain.config import ProposerConfig, fingerprint
+from intrain.engines.base import Generator, Request
+from intrain.interventions import dedup, guided_prefix, leaks_answer, parse_intervention
+from intrain.progress import StageProgress, console
+from intrain.prompts import load_template, solve_messages, verify_prompt
+from intrain.stages import sample
+from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
+from intrain.steps import split_substeps
+from intrain.store import Stage, read_stage_rows, stage_hash
+
+NAME = "propose"
+
+
+def failed_attempts(rollouts: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """Failed rollouts that have a reference solution to check against, in a stable order."""
+    rows = [r for r in rollouts if not r["correct"] and r["reference_solution"].strip() and r["completion"].strip()]
+    rows.sort(key=lambda r: (r["problem_id"], r["sample_index"]))
+    return rows[:limit] if limit else rows
+
+
+def run(ctx: RunContext) -> Stage:
+    cfg = ctx.config
+    pcfg = cfg.propose
+    stage = Stage(ctx.run_dir, NAME, fingerprint(stage_hash(ctx.run_dir, sample.NAME), pcfg, cfg.model),
+                  force=ctx.force)
+    if stage.complete:
+        return stage
+    attempts = failed_attempts(read_stage_rows(ctx.run_dir, sample.NAME), pcfg.max_attempts)
+    template = load_template(pcfg.template)
+    proposer = proposer_generator(ctx, pcfg.proposer)
+    tokenizer = ctx.generator(cfg.model).tokenizer  # prompt budgets are counted in the policy's tokens
+    timings = {"generate_s": 0.0}
+    turns = 2 if template.two_turn else 1
+    with StageProgress("propose", total=len(attempts) * (pcfg.n + (1 if turns == 2 else 0))) as progress:
+        for index, shard in enumerate(chunks(attempts, pcfg.shard_size)):
+            if stage.has_shard(index):
+                progress.advance(len(shard) * (pcfg.n + turns - 1))
+                continue
+            t0 = time.time()
+            stage.write_shard(index, propose_shard(shard, template, proposer, tokenizer, ctx, index, progress))
+            timings["generate_s"] += time.time() - t0
+        timings["tokens"] = progress.tokens
+    rows = stage.rows()
+    counts = {"failed_attempts": len(attempts), "proposals": len(rows),
+              "truncated_prompts": sum(r["truncated"] for r in rows)}
+    for status in ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "duplicate"):
+        counts[status] = sum(r["status"] == status for r in rows)
+    stage.finish(counts, {k: round(v, 2) for k, v in timings.items()})
+    console.print(f"propose: {counts}")
+    return stage
+
+
+def proposer_generator(ctx: RunContext, proposer: ProposerConfig) -> Generator:
+    if proposer.kind == "self":
+        return ctx.generator(ctx.config.model)
+    if proposer.kind == "model":
+        return ctx.generator(proposer.model)
+    from intrain.engines.openai import OpenAIGenerator
+
+    return OpenAIGenerator(proposer.base_url, proposer.name)
+
+
+def propose_shard(attempts: list[dict[str, Any]], template, proposer: Generator, tokenizer, ctx: RunContext,
+                  shard: int, progress: StageProgress) -> list[dict[str, Any]]:
+    pcfg = ctx.config.propose
+    substeps = [split_substeps(a["completion"], pcfg.separator) for a in attempts]
+    histories: list[list[dict[str, str]]] = [[] for _ in attempts]
+    solve_outputs: list[str | None] = [None] * len(attempts)
+    if template.two_turn:
+        # Turn 1: the proposer solves the problem with the reference first, in its own words (paper §3.4).
+        requests = [Request(messages=solve_messages(template, a["problem"], a["reference_solution"])) for a in attempts]
+        solve_sampling = sampling_params(pcfg, shard, seed=shard_seed(pcfg.seed + 1, shard))
+        outputs = proposer.generate(requests, solve_sampling, on_progress=progress.advance)
+        for i, (request, out) in enumerate(zip(requests, outputs)):
+            solve_outputs[i] = out[0].text
+            histories[i] = [*request.messages, {"role": "assistant", "content": out[0].text}]
+    prompts = [
+        verify_prompt(template, tokenizer, problem=a["problem"], reference_solution=a["reference_solution"],
+                      answer=a["answer"], substeps=steps, max_tokens=pcfg.max_prompt_tokens, history=history)
+        for a, steps, history in zip(attempts, substeps, histories)
+    ]
+    outputs = proposer.generate([Request(messages=p.messages, n=pcfg.n) for p in prompts],
+                                sampling_params(pcfg, shard), on_progress=progress.advance)
+    rows: list[dict[str, Any]] = []
+    for attempt, steps, prompt, solve_output, completions in zip(attempts, substeps, prompts, solve_outputs, outputs):
+        for proposal_index, completion in enumerate(completions):
+            # Locations beyond what the proposer was shown cannot be trusted.
+            parsed = parse_intervention(completion.text, prompt.shown_substeps)
+            status, guided, original = parsed.status, None, None
+            if status == "ok":
+                guided = guided_prefix(attempt["completion"], parsed.content, parsed.location, pcfg.separator)
+                original = original_step_prefix(attempt["completion"], steps, parsed.location)
+                if ctx.config.filter.leak_filter and leaks_answer(parsed.content, attempt["answer"]):
+                    status = "leak"
+            rows.append({
+                "problem_id": attempt["problem_id"], "attempt_id": f"{attempt['problem_id']}#{attempt['sample_index']}",
+                "proposal_index": proposal_index, "source": attempt["source"], "problem": attempt["problem"],
+                "answer": attempt["answer"], "reference_solution": attempt["reference_solution"],
+                "attempt": attempt["completion"], "num_substeps": len(steps), "shown_substeps": prompt.shown_substeps,
+                "truncated": prompt.truncated, "solve_output": solve_output, "proposer_output": completion.text,
+                "proposer_finish_reason": completion.finish_reason, "status": status, "content": parsed.content,
+                "location": parsed.location, "guided_prefix": guided, "original_step_prefix": original,
+            })
+    if ctx.config.filter.dedup == "attempt":
+        keep = dedup(rows, key=("problem_id", "attempt_id"))
+        for row, first in zip(rows, keep):
+            if row["status"] == "ok" and not first:
+                row["status"] = "duplicate"
+    return rows
+
+
+def original_step_prefix(trace: str, steps, location: int) -> str:
+    """Prefix plus the original (erroneous) substep: the baseline the paper's Table 1 compares against."""
+    step = steps[location - 1]
+    return trace[: step.end]

@@ -1,0 +1,99 @@
+"""Supervised fine-tuning on pre-tokenised rows with TRL's SFTTrainer.
+
+Rows carry `input_ids` and explicit `labels` (-100 on the prompt). Handing TRL token ids rather than
+text is what keeps it from appending an EOS: the InT target (own prefix + intervention) must end
+without an end-of-turn token, or the model would learn to stop right after the intervention.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from intrain.config import ModelConfig, SFTConfig
+from intrain.engines.base import Request, render_ids
+from intrain.stages.common import user_message
+
+
+def sft_row(tokenizer, prompt_template: str, problem: str, target: str,
+            chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, list[int]]:
+    """problem -> target as token ids: the prompt (chat template + generation prompt) is loss-masked,
+    the target is trained on, and nothing (no end-of-turn, no EOS) follows it."""
+    prompt_ids = render_ids(tokenizer, Request(messages=user_message(prompt_template, problem)), chat_template_kwargs)
+    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + target_ids, "labels": [-100] * len(prompt_ids) + target_ids}
+
+
+def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFTConfig, base_path: str,
+              base_adapter: str | None, output_dir: Path, merge_lora: bool = True) -> dict[str, Any]:
+    """Fine-tune `base_path` (+ merged `base_adapter`) on `rows`; save an HF folder at output_dir/model.
+
+    Checkpoints go to output_dir/checkpoints every `sft.save_steps` steps and a re-run resumes from
+    the last one. With LoRA and merge_lora=False only the adapter is saved (output_dir/adapter).
+    """
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from intrain.models import load_model_and_tokenizer, pick_device
+
+    device = pick_device(model_cfg.device)
+    model, tokenizer = load_model_and_tokenizer(base_path, device=device, dtype=model_cfg.dtype, adapter=base_adapter)
+    tokenizer.padding_side = "right"
+    world = max(1, int(__import__("os").environ.get("WORLD_SIZE", "1")))
+    accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * world))
+    checkpoints = output_dir / "checkpoints"
+    args = TRLSFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=sft.epochs,
+        per_device_train_batch_size=sft.per_device_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": sft.min_lr_rate},
+        warmup_steps=sft.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=sft.weight_decay,
+        max_length=sft.max_length,
+        gradient_checkpointing=sft.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=sft.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        seed=sft.seed,
+        use_cpu=device == "cpu",
+        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if sft.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
+                                 target_modules=sft.lora.target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         peft_config=peft_config)
+    resume = any(checkpoints.glob("checkpoint-*"))
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    trained = trainer.model
+    tokenizer.padding_side = "left"
+    if sft.lora is not None and not merge_lora:
+        target = output_dir / "adapter"
+        trained.save_pretrained(str(target))
+    else:
+        if sft.lora is not None:
+            trained = trained.merge_and_unload()
+        target = output_dir / "model"
+        trained.save_pretrained(str(target))
+        tokenizer.save_pretrained(str(target))
+    log = trainer.state.log_history
+    (output_dir / "train_log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
+    losses = [e["loss"] for e in log if "loss" in e]
+    return {
+        "path": str(target), "steps": trainer.state.global_step, "resumed": resume,
+        "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+    }

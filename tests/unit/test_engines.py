@@ -1,0 +1,516 @@
+"""The Generator protocol: render_ids, the HF engine on a tiny model, the OpenAI HTTP engine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from intrain.engines import (
+    Completion,
+    EngineError,
+    Generator,
+    OpenAIGenerator,
+    Request,
+    SamplingParams,
+    derive_seed,
+    render_ids,
+)
+
+USER = [{"role": "user", "content": "What is 12 + 7? Put the final answer in \\boxed{}."}]
+
+
+def chat(text: str) -> Request:
+    return Request(messages=[{"role": "user", "content": text}])
+
+
+# --------------------------------------------------------------------------------------------
+# Request / SamplingParams
+# --------------------------------------------------------------------------------------------
+
+
+def test_request_validation():
+    with pytest.raises(ValueError):
+        Request()
+    with pytest.raises(ValueError):
+        Request(messages=USER, prompt="x")
+    with pytest.raises(ValueError):
+        Request(prompt="x", continue_final=True)
+    with pytest.raises(ValueError):
+        Request(messages=USER, continue_final=True)  # last message is not the assistant's
+    with pytest.raises(ValueError):
+        Request(messages=USER, n=0)
+
+
+def test_sampling_params_validation_and_stop_normalisation():
+    assert SamplingParams(stop="\n\n").stop == ("\n\n",)
+    assert SamplingParams(stop=["a", "b"]).stop == ("a", "b")
+    assert SamplingParams(temperature=0).greedy
+    for bad in (dict(temperature=-1), dict(top_p=0), dict(top_k=-1), dict(max_tokens=0), dict(stop=("",))):
+        with pytest.raises(ValueError):
+            SamplingParams(**bad)
+
+
+def test_derive_seed_is_stable_and_spread():
+    assert derive_seed(0, 1) == derive_seed(0, 1)
+    seeds = {derive_seed(s, i) for s in range(4) for i in range(50)}
+    assert len(seeds) == 200
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+# --------------------------------------------------------------------------------------------
+# render_ids
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from intrain.models import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+def test_render_ids_chat_matches_template(tok):
+    ids = render_ids(tok, Request(messages=USER))
+    text = tok.apply_chat_template(USER, add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\n")
+    assert ids == tok(text, add_special_tokens=False)["input_ids"]
+    assert all(isinstance(i, int) for i in ids)
+
+
+def test_render_ids_continue_final_has_no_end_of_turn(tok):
+    prefix = "Step 1: 12 + 7 = 19"
+    msgs = USER + [{"role": "assistant", "content": prefix}]
+    ids = render_ids(tok, Request(messages=msgs, continue_final=True))
+    head = render_ids(tok, Request(messages=USER))
+    tail = tok(prefix, add_special_tokens=False)["input_ids"]
+    assert ids == head + tail
+    end_of_turn = tok.convert_tokens_to_ids("<|im_end|>")
+    assert ids[-1] != end_of_turn
+    assert ids.count(end_of_turn) == 1  # only the user turn's
+    assert tok.decode(ids).endswith("<|im_start|>assistant\n" + prefix)
+
+
+def test_render_ids_raw_prompt(tok):
+    prompt = "Question: 2 + 3 = ?\nAnswer:"
+    ids = render_ids(tok, Request(prompt=prompt))
+    assert ids == tok(prompt)["input_ids"]
+    assert tok.decode(ids) == prompt  # no chat template
+
+
+def test_render_ids_chat_template_kwargs(tok):
+    t = copy.deepcopy(tok)
+    t.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% if enable_thinking is defined and not enable_thinking %}wait\n\n{% endif %}{% endif %}"
+    )
+    plain = render_ids(t, Request(messages=USER))
+    off = render_ids(t, Request(messages=USER), chat_template_kwargs={"enable_thinking": False})
+    assert t.decode(off) == t.decode(plain) + "wait\n\n"
+
+
+# --------------------------------------------------------------------------------------------
+# HFGenerator on the tiny random model
+# --------------------------------------------------------------------------------------------
+
+
+class Script:
+    """Forces the model's next token through a forward hook.
+
+    ``tokens[i]`` is forced at generation step i (the last one repeats); ``ban`` tokens get -inf.
+    Step 0 is recognised by a multi-token (prefill) input, so each batch restarts the script.
+    """
+
+    def __init__(self, model, tokens=None, ban=()):
+        self.tokens, self.ban, self.step = list(tokens or []), list(ban), -1
+        self.handle = model.register_forward_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs, output):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.step = 0 if ids is not None and ids.shape[1] > 1 else self.step + 1
+        logits = output.logits
+        if self.ban:
+            logits[..., self.ban] = -math.inf
+        if self.tokens:
+            forced = self.tokens[min(self.step, len(self.tokens) - 1)]
+            logits[..., forced] = logits.max() + 1e4
+        return output
+
+    def remove(self):
+        self.handle.remove()
+
+
+def test_hf_generator_satisfies_protocol(tiny_generator):
+    assert isinstance(tiny_generator, Generator)
+    assert tiny_generator.tokenizer.padding_side == "left"
+
+
+def test_hf_shapes_order_and_n(tiny_generator):
+    reqs = [
+        chat("What is 1 + 1? Please think step by step and put the answer in a box."),
+        Request(prompt="2 + 2 ="),
+        Request(messages=USER, n=3),
+        Request(messages=USER + [{"role": "assistant", "content": "Step 1:"}], continue_final=True, n=2),
+    ]
+    progress = []
+    out = tiny_generator.generate(reqs, SamplingParams(max_tokens=5, seed=3), on_progress=lambda s, t: progress.append((s, t)))
+    assert [len(o) for o in out] == [1, 1, 3, 2]
+    for req, comps in zip(reqs, out):
+        expected_prompt = len(render_ids(tiny_generator.tokenizer, req))
+        for c in comps:
+            assert isinstance(c, Completion)
+            assert c.prompt_tokens == expected_prompt  # proves results went back to their request
+            assert 1 <= len(c.token_ids) <= 5
+            assert c.finish_reason in ("stop", "length")
+            assert c.logprobs is None
+    assert sum(s for s, _ in progress) == 7
+    assert sum(t for _, t in progress) == sum(len(c.token_ids) for o in out for c in o)
+    assert len(progress) == 2  # batch_size 4 -> 7 sequences in 2 batches
+    # n samples of one request are sampled independently
+    assert len({tuple(c.token_ids) for c in out[2]}) > 1
+
+
+def test_hf_same_seed_same_outputs_different_seed_differs(tiny_generator):
+    reqs = [chat("What is 3 * 4?"), Request(prompt="5 - 2 =", n=2)]
+    a = tiny_generator.generate(reqs, SamplingParams(max_tokens=8, seed=11))
+    b = tiny_generator.generate(reqs, SamplingParams(max_tokens=8, seed=11))
+    c = tiny_generator.generate(reqs, SamplingParams(max_tokens=8, seed=12))
+    assert a == b
+    assert a != c
+
+
+def test_hf_generate_leaves_global_rng_alone(tiny_generator):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny_generator.generate([chat("hi")], SamplingParams(max_tokens=3, seed=5))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_hf_greedy_is_deterministic_and_batch_independent(tiny_model_dir):
+    from intrain.engines.hf import HFGenerator
+
+    reqs = [chat("What is 12 + 7?"), Request(prompt="Let x = 5. Then x * 3 = ?\n\nwait, check: 5*3 =")]
+    one = HFGenerator.load(tiny_model_dir, device="cpu", batch_size=1)
+    many = HFGenerator.load(tiny_model_dir, device="cpu", batch_size=8)
+    g = SamplingParams(temperature=0, max_tokens=10, seed=0)
+    a = one.generate(reqs, g)
+    assert a == one.generate(reqs, SamplingParams(temperature=0, max_tokens=10, seed=99))  # seed is moot
+    b = many.generate(reqs, g)  # left padding must not change the result
+    assert [c.token_ids for o in a for c in o] == [c.token_ids for o in b for c in o]
+
+
+def test_hf_max_tokens_gives_length(tiny_generator):
+    eos = tiny_generator.eos_token_ids
+    script = Script(tiny_generator.model, ban=eos)
+    try:
+        out = tiny_generator.generate([chat("count"), Request(prompt="1 2 3", n=2)], SamplingParams(max_tokens=6))
+    finally:
+        script.remove()
+    for c in (c for o in out for c in o):
+        assert c.finish_reason == "length"
+        assert len(c.token_ids) == 6
+        assert not set(c.token_ids) & set(eos)
+
+
+def test_hf_eos_ends_completion(tiny_generator):
+    tok = tiny_generator.tokenizer
+    body = tok("12 + 7 = 19", add_special_tokens=False)["input_ids"]
+    eos = tok.eos_token_id
+    script = Script(tiny_generator.model, tokens=body + [eos, body[0]])
+    try:
+        out = tiny_generator.generate(
+            [chat("What is 12 + 7?"), Request(prompt="x", n=2)], SamplingParams(max_tokens=40, logprobs=True)
+        )
+    finally:
+        script.remove()
+    for c in (c for o in out for c in o):
+        assert c.finish_reason == "stop"
+        assert c.token_ids == body + [eos]  # EOS kept in ids, nothing (no padding) after it
+        assert c.text == "12 + 7 = 19"  # ... but not in the text
+        assert len(c.logprobs) == len(c.token_ids)
+
+
+def test_hf_stop_string_cuts_text(tiny_generator):
+    tok = tiny_generator.tokenizer
+    body = tok("Step 1: 12 + 7 = 19\n\nStep 2: so the answer is 19", add_special_tokens=False)["input_ids"]
+    script = Script(tiny_generator.model, tokens=body)
+    try:
+        out = tiny_generator.generate(
+            [chat("go"), chat("go on, a longer prompt than the other")],
+            SamplingParams(max_tokens=len(body) + 5, stop=("\n\n", "never"), logprobs=True),
+        )
+    finally:
+        script.remove()
+    for c in (c for o in out for c in o):
+        assert c.finish_reason == "stop"
+        assert c.text == "Step 1: 12 + 7 = 19"
+        decoded = tok.decode(c.token_ids)
+        assert "\n\n" in decoded and "Step 2" not in decoded  # stopped right after the stop string
+        assert len(c.logprobs) == len(c.token_ids) < len(body)
+
+
+def test_hf_stop_string_absent_keeps_length(tiny_generator):
+    script = Script(tiny_generator.model, ban=tiny_generator.eos_token_ids)
+    try:
+        out = tiny_generator.generate([chat("go")], SamplingParams(max_tokens=5, stop=("\u2603",)))
+    finally:
+        script.remove()
+    assert out[0][0].finish_reason == "length" and len(out[0][0].token_ids) == 5
+
+
+def test_hf_logprobs_match_processed_distribution(tiny_generator):
+    sp = SamplingParams(temperature=0.7, top_k=50, top_p=0.9, max_tokens=8, seed=4, logprobs=True)
+    req = chat("What is 6 * 7?")
+    script = Script(tiny_generator.model, ban=tiny_generator.eos_token_ids)  # full 8 tokens
+    try:
+        (c,), = tiny_generator.generate([req], sp)
+    finally:
+        script.remove()
+    assert len(c.logprobs) == len(c.token_ids) == 8
+    assert all(x <= 0 and math.isfinite(x) for x in c.logprobs)
+
+    # Recompute: temperature -> top-k -> top-p -> log_softmax, read at the sampled tokens.
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    prompt = render_ids(tiny_generator.tokenizer, req)
+    full = torch.tensor([prompt + c.token_ids])
+    with torch.no_grad():
+        logits = tiny_generator.model(full).logits[0, len(prompt) - 1 : -1].float()
+    eos = tiny_generator.eos_token_ids
+    logits[:, eos] = -math.inf  # the ban applied during generation
+    expected = []
+    for t, row in enumerate(logits):
+        x = row[None]
+        for w in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(50), TopPLogitsWarper(0.9)):
+            x = w(full[:, : len(prompt) + t], x)
+        expected.append(torch.log_softmax(x, -1)[0, c.token_ids[t]].item())
+    assert c.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_hf_greedy_logprobs_are_model_logprobs(tiny_generator):
+    (c,), = tiny_generator.generate([chat("hi")], SamplingParams(temperature=0, max_tokens=4, logprobs=True))
+    prompt = render_ids(tiny_generator.tokenizer, chat("hi"))
+    full = torch.tensor([prompt + c.token_ids])
+    with torch.no_grad():
+        lp = torch.log_softmax(tiny_generator.model(full).logits[0, len(prompt) - 1 : -1].float(), -1)
+    expected = [lp[t, tid].item() for t, tid in enumerate(c.token_ids)]
+    assert c.logprobs == pytest.approx(expected, abs=1e-4)
+    assert c.token_ids == lp.argmax(-1).tolist()
+
+
+def test_hf_ignores_checkpoint_sampling_defaults(tiny_generator):
+    reqs = [chat("What is 9 - 4?")]
+    sp = SamplingParams(max_tokens=8, seed=2)
+    before = tiny_generator.generate(reqs, sp)
+    gc = tiny_generator.model.generation_config
+    gc.top_k, gc.repetition_penalty = 1, 5.0
+    try:
+        after = tiny_generator.generate(reqs, sp)
+        assert tiny_generator.model.generation_config is gc  # restored after the call
+    finally:
+        gc.top_k, gc.repetition_penalty = None, None
+    assert before == after
+
+
+def test_hf_empty_request_list(tiny_generator):
+    assert tiny_generator.generate([], SamplingParams()) == []
+
+
+@pytest.mark.requires_gpu
+def test_hf_generator_on_cuda(tiny_model_dir):
+    from intrain.engines.hf import HFGenerator
+
+    gen = HFGenerator.load(tiny_model_dir, device="auto", dtype="auto", batch_size=4)
+    assert gen.device.type == "cuda" and gen.model.dtype == torch.bfloat16
+    reqs = [chat("What is 1 + 2?"), Request(prompt="3 + 4 =", n=3)]
+    sp = SamplingParams(temperature=0.8, top_k=20, max_tokens=16, seed=1, logprobs=True, stop=("\n\n",))
+    a = gen.generate(reqs, sp)
+    assert a == gen.generate(reqs, sp)
+    assert [len(o) for o in a] == [1, 3]
+    for c in (c for o in a for c in o):
+        assert len(c.logprobs) == len(c.token_ids) and all(x <= 0 for x in c.logprobs)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenAIGenerator against a fake OpenAI-compatible server on loopback
+# --------------------------------------------------------------------------------------------
+
+
+class FakeServer:
+    """A tiny OpenAI-compatible server. Records bodies; can fail the first calls with a status."""
+
+    def __init__(self):
+        self.bodies: list[tuple[str, dict, dict]] = []
+        self.fail_first: int = 0
+        self.fail_status: int = 503
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.bodies.append((self.path, body, dict(self.headers)))
+                    fail = server.fail_first > 0
+                    server.fail_first -= 1 if fail else 0
+                if fail:
+                    self._send(server.fail_status, {"error": {"message": "model is busy"}})
+                    return
+                time.sleep(random.random() * 0.02)  # finish out of order under concurrency
+                self._send(200, server.respond(self.path, body))
+
+            def _send(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def respond(self, path, body):
+        if path == "/v1/chat/completions":
+            source = body["messages"][-1]["content"]
+        elif path == "/v1/completions":
+            source = body["prompt"]
+        else:
+            return {"error": "not found"}
+        choices = []
+        for i in range(body.get("n", 1)):
+            text = f"{source}|{i}"
+            finish = "length" if body["max_tokens"] < 4 else "stop"
+            choice = {"index": i, "finish_reason": finish}
+            if path.endswith("chat/completions"):
+                choice["message"] = {"role": "assistant", "content": text}
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"content": [{"token": "a", "logprob": -0.5}, {"token": "b", "logprob": -1.5}]}
+            else:
+                choice["text"] = text
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"tokens": ["a", "b"], "token_logprobs": [-0.25, -0.75]}
+            choices.append(choice)
+        choices.reverse()  # servers may list choices in any order; index decides
+        return {"choices": choices, "usage": {"prompt_tokens": len(source), "completion_tokens": 2 * len(choices)}}
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def fake_server():
+    server = FakeServer()
+    yield server
+    server.close()
+
+
+def make_client(server, **kw) -> OpenAIGenerator:
+    client = OpenAIGenerator(server.url, model="fake-model", **kw)
+    client._backoff_s = 0.01
+    return client
+
+
+def test_openai_chat_and_raw_requests(fake_server, monkeypatch):
+    monkeypatch.setenv("INTRAIN_TEST_KEY", "sk-test")
+    client = make_client(fake_server, api_key_env="INTRAIN_TEST_KEY", max_concurrency=4)
+    assert isinstance(client, Generator) and client.tokenizer is None
+    reqs = [
+        chat("q0"),
+        Request(prompt="raw1", n=2),
+        Request(messages=USER + [{"role": "assistant", "content": "Step 1:"}], continue_final=True, n=3),
+    ] + [chat(f"q{i}") for i in range(3, 12)]
+    sp = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, max_tokens=64, seed=5, stop=("\n\n",))
+    progress = []
+    out = client.generate(reqs, sp, on_progress=lambda s, t: progress.append((s, t)))
+
+    assert [len(o) for o in out] == [r.n for r in reqs]
+    assert [c.text for c in out[1]] == ["raw1|0", "raw1|1"]
+    assert [c.text for c in out[2]] == ["Step 1:|0", "Step 1:|1", "Step 1:|2"]
+    assert [o[0].text for o in out[3:]] == [f"q{i}|0" for i in range(3, 12)]  # input order kept
+    assert all(c.token_ids == [] and c.finish_reason == "stop" and c.logprobs is None for o in out for c in o)
+    assert out[1][0].prompt_tokens == len("raw1")
+    assert sum(s for s, _ in progress) == sum(r.n for r in reqs)
+    assert sum(t for _, t in progress) == 2 * sum(r.n for r in reqs)
+
+    by_path = {}
+    for path, body, headers in fake_server.bodies:
+        by_path.setdefault(path, []).append(body)
+        assert headers.get("Authorization") == "Bearer sk-test"
+    (raw,) = by_path["/v1/completions"]
+    assert raw["prompt"] == "raw1" and raw["n"] == 2 and "messages" not in raw
+    chats = by_path["/v1/chat/completions"]
+    assert len(chats) == len(reqs) - 1
+    for body in chats:
+        assert body["model"] == "fake-model"
+        assert (body["temperature"], body["top_p"], body["top_k"], body["max_tokens"]) == (0.7, 0.8, 20, 64)
+        assert body["stop"] == ["\n\n"]
+    cont = [b for b in chats if b.get("continue_final_message")]
+    assert len(cont) == 1 and cont[0]["add_generation_prompt"] is False and cont[0]["n"] == 3
+    assert cont[0]["messages"][-1] == {"role": "assistant", "content": "Step 1:"}
+    plain = [b for b in chats if not b.get("continue_final_message")]
+    assert all("add_generation_prompt" not in b for b in plain)
+    # per-request seeds: derived from the call seed and the position, all distinct
+    seeds = [b["seed"] for _, b, _ in fake_server.bodies]
+    assert len(set(seeds)) == len(reqs)
+    assert sorted(seeds) == sorted(derive_seed(5, i) for i in range(len(reqs)))
+
+
+def test_openai_optional_fields_and_logprobs(fake_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    client = make_client(fake_server, extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+    out = client.generate([chat("a"), Request(prompt="b")], SamplingParams(max_tokens=2, logprobs=True))
+    assert out[0][0].logprobs == [-0.5, -1.5] and out[1][0].logprobs == [-0.25, -0.75]
+    assert out[0][0].finish_reason == "length"
+    bodies = {p: (b, h) for p, b, h in fake_server.bodies}
+    chat_body, headers = bodies["/v1/chat/completions"]
+    assert "Authorization" not in headers
+    assert "top_k" not in chat_body and "stop" not in chat_body  # off -> not sent
+    assert chat_body["logprobs"] is True and chat_body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert bodies["/v1/completions"][0]["logprobs"] == 1
+
+
+def test_openai_retries_5xx_then_succeeds(fake_server):
+    fake_server.fail_first = 2
+    out = make_client(fake_server).generate([chat("retry")], SamplingParams(max_tokens=8))
+    assert out[0][0].text == "retry|0"
+    assert len(fake_server.bodies) == 3
+
+
+def test_openai_gives_up_after_retries_naming_the_url(fake_server):
+    fake_server.fail_first = 100
+    with pytest.raises(EngineError, match=r"127\.0\.0\.1.*/v1/chat/completions.*after 4 attempts.*busy"):
+        make_client(fake_server).generate([chat("x")], SamplingParams())
+    assert len(fake_server.bodies) == 4
+
+
+def test_openai_4xx_fails_fast(fake_server):
+    fake_server.fail_first, fake_server.fail_status = 1, 400
+    with pytest.raises(EngineError, match="HTTP 400: model is busy"):
+        make_client(fake_server).generate([chat("x")], SamplingParams())
+    assert len(fake_server.bodies) == 1
+
+
+def test_openai_connection_refused_names_the_url():
+    server = FakeServer()
+    url = server.url
+    server.close()  # nothing listens on that port any more
+    client = OpenAIGenerator(url, model="m", timeout_s=5)
+    client._backoff_s = 0.01
+    with pytest.raises(EngineError, match=url.replace(".", r"\.") + "/completions"):
+        client.generate([Request(prompt="x")], SamplingParams())
