@@ -141,9 +141,7 @@ def _to_latex(answer: str) -> str:
     """Wrap an answer in ``\\boxed{}``: math-verify only reads LaTeX inside a math environment
     (a bare ``\\frac{\\sqrt2}{2}`` parses to nothing, a bare ``(1, 2)`` to 2)."""
     answer = answer.strip()
-    boxed = extract_boxed(answer)  # golds sometimes arrive already boxed
-    if boxed is not None:
-        answer = boxed
+    # A gold that arrives boxed needs nothing more: math-verify unwraps nested boxes itself.
     if len(answer) >= 2 and answer[0] == answer[-1] == "$":
         answer = answer.strip("$").strip()
     answer = _DIGIT_GROUP_SPACE_RE.sub("", answer)
@@ -351,9 +349,9 @@ class Grader:
                     self._discard(worker)
                     # Not retried: a worker that cannot start points at a broken environment.
                     raise RuntimeError(
-                        f"grading worker exited during startup (exit code {worker.proc.exitcode}); "
-                        "workers are spawned, so the main module must guard its entry point with "
-                        "`if __name__ == '__main__':`"
+                        f"grading worker exited during startup (exit code {worker.proc.exitcode}, "
+                        "traceback on stderr); workers are spawned, so a main module without an "
+                        "`if __name__ == '__main__':` guard is a common cause"
                     ) from None
                 # One retry, since the kill may have come from outside (OOM killer, an operator);
                 # an input that crashes a worker twice is scored as unparseable.

@@ -7,7 +7,7 @@ The proposer ends its answer with::
     </intervention>
 
 Model output is messy, so :func:`parse_intervention` is a ladder of increasingly
-tolerant attempts.  Nothing here ever ``eval``/``exec``\\ s model text
+tolerant attempts.  Nothing here ever calls ``eval``/``exec`` on model text
 (``ast.literal_eval`` is used as one attempt; it only builds literals).
 
 Design decisions
@@ -627,6 +627,9 @@ def guided_prefix(trace: str, content: str, location: int, separator: str = "\n\
 # --------------------------------------------------------------------------- #
 
 
+_LATEX_TOKEN = re.compile(r"\\[a-z]+|\\[^a-z]", re.DOTALL)
+
+
 def _brace_arg(s: str, i: int) -> tuple[str, int] | None:
     """Read one LaTeX argument at ``s[i]`` (balanced ``{...}`` or one token)."""
     while i < len(s) and s[i] == " ":
@@ -644,9 +647,9 @@ def _brace_arg(s: str, i: int) -> tuple[str, int] | None:
                     return s[i + 1 : j], j + 1
         return None
     if s[i] == "\\":
-        m = re.compile(r"\\[a-z]+|\\.").match(s, i)
-        assert m is not None
-        return m.group(0), m.end()
+        m = _LATEX_TOKEN.match(s, i)
+        if m is not None:
+            return m.group(0), m.end()
     return s[i], i + 1
 
 
@@ -676,6 +679,12 @@ def _frac_to_slash(s: str) -> str:
     return "".join(out)
 
 
+_WRAPPER_CMDS = re.compile(
+    r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|operatorname|mbox|displaystyle"
+    r"|left|right|bigl|bigr|big)(?![a-z])"
+)
+
+
 def normalize_answer(text: str) -> str:
     r"""Normalisation shared by gold answers and intervention content for leak checks.
 
@@ -688,12 +697,14 @@ def normalize_answer(text: str) -> str:
     s = text.replace("\r\n", "\n").lower()
     s = re.sub(r"\\[dt]frac(?![a-z])", r"\\frac", s)
     s = s.replace("$", "")
-    s = re.sub(r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|operatorname|mbox|displaystyle)(?![a-z])", "", s)
-    s = re.sub(r"\\(?:left|right|big|bigl|bigr|Big)(?![a-z])", "", s)
+    s = _WRAPPER_CMDS.sub("", s)
     s = re.sub(r"\\[,;:! ]", "", s)
     s = s.replace("\\%", "%")
     s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", s)
-    s = _frac_to_slash(s)
+    try:
+        s = _frac_to_slash(s)
+    except RecursionError:  # absurdly nested \frac: leave it unconverted
+        pass
     s = s.replace("{", "").replace("}", "")
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
     s = re.sub(r"(?<=[a-z0-9])\s+(?=[a-z0-9])", "\x00", s)

@@ -57,7 +57,7 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
         warmup_steps=sft.warmup_ratio,  # a float below 1 is a ratio of the total steps
         weight_decay=sft.weight_decay,
         max_length=sft.max_length,
-        gradient_checkpointing=sft.gradient_checkpointing,
+        activation_checkpointing=sft.gradient_checkpointing,
         save_strategy="steps",
         save_steps=sft.save_steps,
         save_total_limit=2,

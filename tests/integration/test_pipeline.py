@@ -1,0 +1,110 @@
+"""`intrain run` end to end on the tiny model: sample -> eval -> propose -> filter -> sft -> eval.
+
+A random tiny model cannot verify attempts, so the proposer and the continuation sampler are a
+scripted stand-in wrapped around the real engine; sampling, evaluation, parsing, filtering,
+SFT (real TRL training of the tiny model) and the report all run for real.
+"""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from intrain.cli import main
+from intrain.data.arithmetic import generate_arithmetic
+from intrain.engines.base import Completion
+
+TRAIN = generate_arithmetic(4, seed=11)
+ANSWERS = {p.problem: p.answer for p in TRAIN}
+
+
+class ScriptedProposerAndContinuer:
+    """Delegates plain sampling to the real engine; scripts proposer replies and continuations."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.tokenizer = inner.tokenizer
+        self.calls = 0
+
+    def generate(self, requests, sampling, on_progress=None):
+        scripted = [r for r in requests if r.continue_final or "Student Attempt" in r.messages[-1]["content"]]
+        if not scripted:
+            return self.inner.generate(requests, sampling, on_progress)
+        out = []
+        for r in requests:
+            if r.continue_final:
+                problem = next(p for p in ANSWERS if p in r.messages[0]["content"])
+                # Every other problem's interventions lead to a correct answer.
+                good = sorted(ANSWERS).index(problem) % 2 == 0
+                text = f"so the result is \\boxed{{{ANSWERS[problem] if good else '-1'}}}"
+            else:
+                text = ('Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
+                        'First compute the first operation.", "location": 1}\n</intervention>')
+            out.append([Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)
+                        for _ in range(r.n)])
+            self.calls += 1
+        return out
+
+
+@pytest.fixture()
+def scripted(monkeypatch):
+    from intrain.stages import common
+
+    real = common.build_generator
+    monkeypatch.setattr(common, "build_generator", lambda *a, **k: ScriptedProposerAndContinuer(real(*a, **k)))
+
+
+def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
+    cfg = {
+        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
+        "data": {"train": {"kind": "arithmetic", "size": 4, "seed": 11},
+                 "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
+                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        "sample": {"n": 2, "max_tokens": 10, "shard_size": 2},
+        "propose": {"n": 2, "template": "compact", "max_prompt_tokens": 4096, "shard_size": 3},
+        "filter": {"n": 4, "wave_size": 2, "diagnose": False, "shard_size": 4},
+        "sft": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
+                "max_length": 1024, "save_steps": 100},
+        "eval": {"n": 2, "ks": [1, 2], "max_tokens": 8, "shard_size": 2},
+        "grading": {"workers": 1},
+        "output": {"run_dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path)]) == 0
+    run = tmp_path / "run"
+
+    summary = json.loads((run / "summary.json").read_text())
+    funnel = dict((name, count) for name, count in summary["funnel"])
+    assert funnel["problems"] == 4 and funnel["rollouts"] == 8
+    assert funnel["proposals"] == 2 * funnel["failed attempts proposed on"]
+    # Two proposals per attempt, one survives dedup; half the problems' continuations succeed.
+    assert funnel["after dedup"] == funnel["failed attempts proposed on"]
+    failed_problems = {r["problem_id"] for r in pq.read_table(run / "sample" / "shard-00000.parquet").to_pylist()}
+    assert 0 < funnel["kept by continuation filter"] < funnel["after dedup"]
+    assert funnel["SFT rows"] == funnel["kept by continuation filter"]
+    assert set(summary["eval"]) == {"base", "int-sft"}
+
+    filtered = [r for p in sorted((run / "filter").glob("shard-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    for r in filtered:
+        # Early stopping: a kept row stops at its first correct wave; a rejected row uses all n.
+        assert r["continuations"] == (2 if r["kept"] else 4)
+
+    sft_rows = pq.read_table(run / "sft" / "shard-00000.parquet").to_pylist()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for r in sft_rows:
+        target = [t for t in r["labels"] if t != -100]
+        assert tok.decode(target) == r["target"]
+        assert target[-1] != tok.eos_token_id
+        assert r["labels"][: len(r["input_ids"]) - len(target)] == [-100] * (len(r["input_ids"]) - len(target))
+    assert (run / "sft" / "model" / "config.json").exists()
+    assert "| int-sft |" in (run / "report.md").read_text()
+    out = capsys.readouterr().out
+    # A second run resumes everything and changes nothing.
+    mtime = (run / "sft" / "model" / "config.json").stat().st_mtime_ns
+    assert main(["run", str(path)]) == 0
+    assert (run / "sft" / "model" / "config.json").stat().st_mtime_ns == mtime

@@ -1,0 +1,442 @@
+"""Unit tests for intrain.interventions (parsing, guided prefix, leaks, dedup; §3.5)."""
+
+from __future__ import annotations
+
+import pytest
+
+from intrain.interventions import (
+    STATUSES,
+    ParsedIntervention,
+    dedup,
+    double_newlines,
+    extract_last_block,
+    guided_prefix,
+    leaks_answer,
+    normalize_answer,
+    parse_intervention,
+    unescape_model_string,
+)
+
+ANY = object()  # "do not check this field"
+
+
+def _wrap(body: str) -> str:
+    return f"### Intervention Step\n\n<intervention>\n{body}\n</intervention>"
+
+
+VERIFICATION_LOG = r"""## Detailed Verification Log
+
+* **Substep 1:** "Let $n$ be the number of ..." -- correct restatement.
+* **Substep 2:** "Then $n^2 \equiv 1 \pmod 8$" -- correct, odd squares are $1 \bmod 8$.
+* **Substep 3:** "So $n \le 7$" -- **error**: the student drops the case $n = 8$.
+
+I will write my final proposal inside <intervention> tags, as requested. Note that the
+<intervention> block must contain a JSON dict with "content" and "location".
+
+## Critical Error Report
+
+* **Location:** "So $n \le 7$"
+  **Issue:** Critical. The bound is wrong; this is never recovered.
+
+## Intervention Step
+
+**Draft**
+* Content: Let me re-check the bound on $n$ ...
+* Location: Substep 3
+
+**Self-check**
+* Q1: Does the content contain the exact answer 8? No.
+* Q2: Is it missing key insights? No.
+* Q3: Is the location later than the first critical error? No.
+
+Final:
+"""
+
+DRAFT_THEN_FINAL = (
+    "Draft:\n<intervention>\n"
+    '{"content": "Draft idea: just try n = 8 directly.", "location": 4}\n'
+    "</intervention>\n\nSelf-check: Q1 Yes (it gives away the answer). Revising.\n\n"
+    "<intervention>\n"
+    '{"content": "Let me re-check whether the bound $n \\le 7$ is really forced.", "location": 3}\n'
+    "</intervention>"
+)
+
+TEMPLATE_ECHO_THEN_REAL = (
+    "The required format is:\n\n<intervention>\n"
+    '{ "content": INSERT_STEP_CONTENT, "location": INSERT_STEP_NUMBER }\n'
+    "</intervention>\n\nHere is mine:\n\n<intervention>\n"
+    '{ "content": "Before bounding, let me list the small cases.", "location": 2 }\n'
+    "</intervention>\n"
+)
+
+# (id, output, num_substeps, status, content, location)
+PARSE_CASES = [
+    # --- well formed ------------------------------------------------------- #
+    ("simple_ok", _wrap('{ "content": "Let me reconsider the parity.", "location": 3 }'), 10,
+     "ok", "Let me reconsider the parity.", 3),
+    ("one_line_block", '<intervention>{"content": "Check n=1 first.", "location": 1}</intervention>', 3,
+     "ok", "Check n=1 first.", 1),
+    ("pretty_printed", _wrap('{\n    "content": "Try the substitution $u = x+1$.",\n    "location": 7\n}'), 9,
+     "ok", "Try the substitution $u = x+1$.", 7),
+    ("location_last_step", _wrap('{"content": "Re-derive the sum.", "location": 5}'), 5,
+     "ok", "Re-derive the sum.", 5),
+    ("keys_reversed", _wrap('{"location": 4, "content": "Use symmetry."}'), 6,
+     "ok", "Use symmetry.", 4),
+    ("extra_keys_ignored", _wrap('{"reason": "bound error", "content": "Recount the cases.", '
+                                 '"confidence": 0.9, "location": 2}'), 6,
+     "ok", "Recount the cases.", 2),
+    ("capitalised_keys", _wrap('{"Content": "Factor first.", "Location": 3}'), 6,
+     "ok", "Factor first.", 3),
+    ("uppercase_tags", '<INTERVENTION>\n{"content": "Factor first.", "location": 3}\n</Intervention>', 6,
+     "ok", "Factor first.", 3),
+    ("nested_dict", _wrap('{"intervention": {"content": "Use AM-GM here.", "location": 2}}'), 4,
+     "ok", "Use AM-GM here.", 2),
+    ("content_number", _wrap('{"content": 42, "location": 2}'), 4, "ok", "42", 2),
+    ("dict_then_trailing_prose", _wrap('{"content": "Recheck step.", "location": 2}\n'
+                                       'This steers the student back.'), 4,
+     "ok", "Recheck step.", 2),
+    ("lead_in_line_in_block", _wrap('Here is the content:\n{"content": "abc", "location": 2}'), 4,
+     "ok", "abc", 2),
+    # --- location repairs -------------------------------------------------- #
+    ("location_substep_string", _wrap('{"content": "Fix the sign.", "location": "Substep 12"}'), 20,
+     "ok", "Fix the sign.", 12),
+    ("location_digit_string", _wrap('{"content": "Fix the sign.", "location": "12"}'), 20,
+     "ok", "Fix the sign.", 12),
+    ("location_bold_substep", _wrap('{"content": "Fix it.", "location": "**Substep 5**"}'), 20,
+     "ok", "Fix it.", 5),
+    ("location_range_takes_first", _wrap('{"content": "Fix it.", "location": "Substeps 3-4"}'), 20,
+     "ok", "Fix it.", 3),
+    ("location_float_integral", _wrap('{"content": "Fix it.", "location": 4.0}'), 20, "ok", "Fix it.", 4),
+    ("unquoted_keys", _wrap('{content: "Recount.", location: 12}'), 20, "ok", "Recount.", 12),
+    ("location_fractional", _wrap('{"content": "Fix it.", "location": 4.5}'), 20,
+     "bad_location", "Fix it.", None),
+    ("location_zero", _wrap('{"content": "Fix it.", "location": 0}'), 20, "bad_location", "Fix it.", 0),
+    ("location_negative", _wrap('{"content": "Fix it.", "location": -2}'), 20,
+     "bad_location", "Fix it.", -2),
+    ("location_n_plus_1_append", _wrap('{"content": "Fix it.", "location": 6}'), 5,
+     "bad_location", "Fix it.", 6),
+    ("location_far_past_end", _wrap('{"content": "Fix it.", "location": 250}'), 40,
+     "bad_location", "Fix it.", 250),
+    ("location_placeholder", _wrap('{"content": "Fix it.", "location": INSERT_STEP_NUMBER}'), 20,
+     "bad_location", "Fix it.", None),
+    ("location_words", _wrap('{"content": "Fix it.", "location": "twelve"}'), 20,
+     "bad_location", "Fix it.", None),
+    ("location_bool", _wrap('{"content": "Fix it.", "location": true}'), 20,
+     "bad_location", "Fix it.", None),
+    ("location_null", _wrap('{"content": "Fix it.", "location": null}'), 20,
+     "bad_location", "Fix it.", None),
+    ("no_substeps", _wrap('{"content": "Fix it.", "location": 1}'), 0, "bad_location", "Fix it.", 1),
+    ("location_missing", _wrap('{"content": "Fix it."}'), 20, "bad_json", "Fix it.", None),
+    # --- tags ---------------------------------------------------------------- #
+    ("no_tag", "I verified everything; the student is right.", 5, "no_tag", None, None),
+    ("no_tag_bare_json", '{"content": "abc", "location": 2}', 5, "no_tag", None, None),
+    ("only_closing_tag", '{"content": "abc", "location": 2}\n</intervention>', 5, "no_tag", None, None),
+    ("missing_closing_tag", 'Final:\n<intervention>\n{"content": "Recheck the base case.", "location": 2}\n',
+     5, "ok", "Recheck the base case.", 2),
+    ("truncated_mid_json", '<intervention>\n{"content": "Recheck the base ca', 5, "bad_json", None, None),
+    ("prose_mentions_then_final", VERIFICATION_LOG + _wrap(
+        r'{"content": "Let me re-check the bound: is $n \le 7$ really forced, or can $n = 8$ work?", '
+        r'"location": 3}'), 12,
+     "ok", r"Let me re-check the bound: is $n \le 7$ really forced, or can $n = 8$ work?", 3),
+    ("draft_then_final", DRAFT_THEN_FINAL, 6,
+     "ok", r"Let me re-check whether the bound $n \le 7$ is really forced.", 3),
+    ("template_echo_then_real", TEMPLATE_ECHO_THEN_REAL, 6,
+     "ok", "Before bounding, let me list the small cases.", 2),
+    ("trailing_unclosed_mention", _wrap('{"content": "Recount.", "location": 2}')
+     + "\n\nI placed the step in the <intervention> block above.", 5, "ok", "Recount.", 2),
+    ("trailing_inline_pair_mention", _wrap('{"content": "Recount.", "location": 2}')
+     + "\n\nAs required, the step is wrapped in <intervention>...</intervention> tags.", 5,
+     "ok", "Recount.", 2),
+    # --- empty / placeholders ------------------------------------------------- #
+    ("empty_block", "No critical error.\n<intervention>\n</intervention>", 5, "empty", None, None),
+    ("empty_dict", _wrap("{}"), 5, "empty", None, None),
+    ("empty_content", _wrap('{"content": "", "location": 3}'), 5, "empty", None, None),
+    ("whitespace_content", _wrap('{"content": "   \\n  ", "location": 3}'), 5, "empty", None, None),
+    ("template_echo", _wrap('{ "content": INSERT_STEP_CONTENT, "location": INSERT_STEP_NUMBER }'), 5,
+     "empty", None, None),
+    ("template_echo_quoted", _wrap('{ "content": "INSERT_STEP_CONTENT", "location": "INSERT_STEP_NUMBER" }'),
+     5, "empty", None, None),
+    ("ellipsis_content", _wrap('{"content": "...", "location": 2}'), 5, "empty", None, None),
+    ("none_block", _wrap("None"), 5, "empty", None, None),
+    ("null_content", _wrap('{"content": null, "location": 2}'), 5, "empty", None, None),
+    ("no_error_content", _wrap('{"content": "No critical error found.", "location": 1}'), 5,
+     "empty", None, None),
+    # --- LaTeX / escapes ------------------------------------------------------ #
+    ("latex_single_backslashes", _wrap(
+        r'{"content": "Note \frac{1}{2} \neq \theta \times \beta, so \( x \) is \boxed{} not \nabla f '
+        r'and \left( a \right) with \text{ cm}.", "location": 2}'), 5,
+     "ok", r"Note \frac{1}{2} \neq \theta \times \beta, so \( x \) is \boxed{} not \nabla f "
+           r"and \left( a \right) with \text{ cm}.", 2),
+    ("latex_json_escaped", _wrap(r'{"content": "Use \\frac{a}{b} and \\(x^2\\).", "location": 2}'), 5,
+     "ok", r"Use \frac{a}{b} and \(x^2\).", 2),
+    ("newline_escape_vs_neq", _wrap(r'{"content": "Since a \neq b.\nThe next step is \nabla.", "location": 2}'),
+     5, "ok", "Since a \\neq b.\nThe next step is \\nabla.", 2),
+    ("newline_escape_lowercase_word", _wrap(r'{"content": "First line\nthen second\n2. third", "location": 2}'),
+     5, "ok", "First line\nthen second\n2. third", 2),
+    ("latex_linebreak_double_backslash", _wrap(r'{"content": "a \\\\ b", "location": 2}'), 5,
+     "ok", r"a \\ b", 2),
+    ("unicode_and_slash_escapes", _wrap(r'{"content": "Angle 90\u00b0 and a\/b", "location": 2}'), 5,
+     "ok", "Angle 90\u00b0 and a/b", 2),
+    ("crlf_escapes_in_json", _wrap(r'{"content": "line one\r\nline two", "location": 2}'), 5,
+     "ok", "line one\nline two", 2),
+    ("tab_escape_before_space", _wrap(r'{"content": "col1\t col2", "location": 2}'), 5,
+     "ok", "col1\t col2", 2),
+    # --- broken JSON ---------------------------------------------------------- #
+    ("unescaped_inner_quotes", _wrap('{"content": "The student wrote "x = 3" but it is wrong.", '
+                                     '"location": "Substep 4"}'), 6,
+     "ok", 'The student wrote "x = 3" but it is wrong.', 4),
+    ("unescaped_quote_comma_inside", _wrap('{"content": "He said "no", then stopped.", "location": 2}'), 6,
+     "ok", 'He said "no", then stopped.', 2),
+    ("escaped_inner_quotes", _wrap(r'{"content": "Call it \"the key lemma\" and use it.", "location": 2}'), 6,
+     "ok", 'Call it "the key lemma" and use it.', 2),
+    ("raw_newlines_in_string", _wrap('{"content": "First, recheck the sum.\nThen bound it.", "location": 2}'), 6,
+     "ok", "First, recheck the sum.\nThen bound it.", 2),
+    ("trailing_comma", _wrap('{"content": "Recount.", "location": 2,}'), 6, "ok", "Recount.", 2),
+    ("single_quoted_python_dict", _wrap("{'content': 'Recount the cases.', 'location': 2}"), 6,
+     "ok", "Recount the cases.", 2),
+    ("python_dict_escaped_apostrophe", _wrap(r"{'content': 'Let\'s recount \(n\).', 'location': 2}"), 6,
+     "ok", r"Let's recount \(n\).", 2),
+    ("python_dict_apostrophe_unescaped", _wrap("{'content': 'Let's recount the students' answers.', "
+                                               "'location': 2}"), 6,
+     "ok", "Let's recount the students' answers.", 2),
+    ("python_triple_quoted", _wrap('{"content": """Line "one"\nLine two""", "location": 3}'), 6,
+     "ok", 'Line "one"\nLine two', 3),
+    ("content_list", _wrap('{"content": ["Recount the cases.", "Then check $n=8$."], "location": 2}'), 6,
+     "ok", "Recount the cases.\nThen check $n=8$.", 2),
+    ("content_list_broken_json", _wrap(r'{"content": ["Use \frac{1}{2}.", "Then "stop".",], "location": 2}'), 6,
+     "ok", "Use \\frac{1}{2}.\nThen \"stop\".", 2),
+    ("code_fence_json", _wrap('```json\n{"content": "Recount.", "location": 2}\n```'), 6, "ok", "Recount.", 2),
+    ("code_fence_plain_inline", '<intervention>```{"content": "Recount.", "location": 2}```</intervention>', 6,
+     "ok", "Recount.", 2),
+    ("content_with_braces_and_boxed", _wrap(
+        r'{"content": "Define $S = \{x : x > 0\}$; the final form is \boxed{} with } inside.", "location": 3}'),
+     6, "ok", r"Define $S = \{x : x > 0\}$; the final form is \boxed{} with } inside.", 3),
+    ("braces_quotes_location_first", _wrap(
+        r'{"location": 7, "content": "Write "\boxed{\text{ans}}" only at the end; set {a, b} matters."}'), 9,
+     "ok", r'Write "\boxed{\text{ans}}" only at the end; set {a, b} matters.', 7),
+    ("missing_close_quote_before_location", _wrap('{"content": "Recount the cases, "location": 3}'), 6,
+     "ok", "Recount the cases,", 3),
+    ("word_location_inside_content", _wrap('{"content": "The location: of the max is x=3, "check" it.", '
+                                           '"location": 4}'), 6,
+     "ok", 'The location: of the max is x=3, "check" it.', 4),
+    ("markdown_fields", _wrap("**Content:** Let me try $x = \\tan\\theta$ instead.\n**Location:** Substep 4"), 6,
+     "ok", r"Let me try $x = \tan\theta$ instead.", 4),
+    ("plain_fields_with_boxed", _wrap("Content: Try \\boxed{} at the very end only.\nLocation: 2"), 6,
+     "ok", r"Try \boxed{} at the very end only.", 2),
+    ("crlf_output", "<intervention>\r\n{\"content\": \"a\r\nb\", \"location\": 2}\r\n</intervention>", 6,
+     "ok", "a\nb", 2),
+    ("garbage_in_block", _wrap("I think the student should fix the third step."), 6, "bad_json", None, None),
+    ("only_location_key", _wrap('{"location": 3}'), 6, "bad_json", None, None),
+]
+
+
+def test_parse_case_count():
+    assert len(PARSE_CASES) >= 40
+    assert len({c[0] for c in PARSE_CASES}) == len(PARSE_CASES)
+
+
+@pytest.mark.parametrize(
+    "output,n,status,content,location",
+    [c[1:] for c in PARSE_CASES],
+    ids=[c[0] for c in PARSE_CASES],
+)
+def test_parse_intervention(output, n, status, content, location):
+    res = parse_intervention(output, n)
+    assert isinstance(res, ParsedIntervention)
+    assert res.status in STATUSES
+    assert res.status == status, res
+    if content is not ANY:
+        assert res.content == content
+    if location is not ANY:
+        assert res.location == location
+    if status == "no_tag":
+        assert res.raw is None
+    else:
+        assert isinstance(res.raw, str)
+
+
+def test_raw_is_text_of_last_block():
+    res = parse_intervention(DRAFT_THEN_FINAL, 6)
+    assert "re-check whether the bound" in res.raw
+    assert "Draft idea" not in res.raw
+
+
+def test_extract_last_block_prose_mentions():
+    out = "Use <intervention> tags.\n<intervention>\nX {\n</intervention>"
+    assert extract_last_block(out) == "\nX {\n"
+    assert extract_last_block("no tags") is None
+
+
+def test_parse_none_output():
+    assert parse_intervention("", 3).status == "no_tag"
+
+
+def test_unescape_model_string_rules():
+    assert unescape_model_string(r"\frac\theta\times\beta\right\text") == r"\frac\theta\times\beta\right\text"
+    assert unescape_model_string(r"a\nb") == "a\nb"
+    assert unescape_model_string(r"\neq\nabla\not\nu") == r"\neq\nabla\not\nu"
+    assert unescape_model_string(r"\\neq") == r"\neq"
+    assert unescape_model_string(r"a\tb") == r"a\tb"  # \t + letter: LaTeX-ish, kept
+    assert unescape_model_string("a\\t1") == "a\t1"
+    assert unescape_model_string(r"\"q\" \'s\'") == "\"q\" 's'"
+    assert unescape_model_string("end\\") == "end\\"
+
+
+def test_parser_never_evaluates_code():
+    evil = _wrap('{"content": __import__("os").system("echo pwned"), "location": 1}')
+    res = parse_intervention(evil, 3)
+    assert res.status in STATUSES  # parsed as text at most, never executed
+    assert res.content is None or "__import__" in res.content
+
+
+# --------------------------------------------------------------------------- #
+# guided_prefix
+# --------------------------------------------------------------------------- #
+
+TRACE = "Step A.\n\nStep B.\n\nStep C is wrong.\n\nStep D."
+
+
+def test_guided_prefix_location_one():
+    assert guided_prefix(TRACE, "Let me start differently.", 1) == "Let me start differently."
+
+
+def test_guided_prefix_middle():
+    assert guided_prefix(TRACE, "Check C.", 3) == "Step A.\n\nStep B.\n\nCheck C."
+
+
+def test_guided_prefix_last():
+    assert guided_prefix(TRACE, "Check D.", 4) == "Step A.\n\nStep B.\n\nStep C is wrong.\n\nCheck D."
+
+
+def test_guided_prefix_past_end_raises():
+    with pytest.raises(ValueError):
+        guided_prefix(TRACE, "x", 5)
+    with pytest.raises(ValueError):
+        guided_prefix(TRACE, "x", 0)
+
+
+def test_guided_prefix_multiline_content_doubling():
+    content = "Line one.\nLine two.\n\nLine three.\n\n\nLine four.\n"
+    expected = "Step A.\n\nLine one.\n\nLine two.\n\nLine three.\n\nLine four."
+    assert guided_prefix(TRACE, content, 2) == expected
+
+
+def test_guided_prefix_content_stripped_and_crlf():
+    assert guided_prefix(TRACE, "  \n a\r\nb \n", 1) == "a\n\nb"
+
+
+def test_guided_prefix_crlf_trace_keeps_original_prefix():
+    trace = "Step A.\r\n\r\nStep B.\r\nmore B.\r\n\r\nStep C."
+    out = guided_prefix(trace, "Fix.\nThen go.", 3)
+    assert out == "Step A.\r\n\r\nStep B.\r\nmore B.\n\nFix.\n\nThen go."
+
+
+def test_guided_prefix_empty_chunks_in_trace():
+    trace = "Step A.\n\n\n\nStep B.\n\nStep C."
+    assert guided_prefix(trace, "Fix.", 2) == "Step A.\n\nFix."
+    assert guided_prefix(trace, "Fix.", 3) == "Step A.\n\n\n\nStep B.\n\nFix."
+
+
+def test_guided_prefix_resplits_into_content_steps():
+    from intrain.steps import split_substeps
+
+    out = guided_prefix(TRACE, "One.\nTwo.", 3)
+    assert [s.text for s in split_substeps(out)] == ["Step A.", "Step B.", "One.", "Two."]
+
+
+def test_double_newlines():
+    assert double_newlines("a\nb") == "a\n\nb"
+    assert double_newlines("a\n\nb") == "a\n\nb"
+    assert double_newlines("a\n  \nb") == "a\n\nb"
+    assert double_newlines("a\r\nb") == "a\n\nb"
+    assert double_newlines("a\n  b") == "a\n\n  b"
+
+
+# --------------------------------------------------------------------------- #
+# leaks_answer
+# --------------------------------------------------------------------------- #
+
+LEAK_CASES = [
+    ("plain_number", "So the answer should be 42.", "42", True),
+    ("boxed_number", r"We get $\boxed{42}$.", "42", True),
+    ("gold_boxed", "the value is 42", r"\boxed{42}", True),
+    ("case_insensitive", "The answer is B.", "b", True),
+    ("spaces_in_expr", r"it equals $2 \sqrt{3}$", r"2\sqrt{3}", True),
+    ("frac_vs_slash", r"so $p = \frac{1}{2}$", "1/2", True),
+    ("dfrac_vs_frac", r"so $p = \dfrac{1}{2}$", r"\frac{1}{2}", True),
+    ("slash_vs_frac", "so p = 1/2 here", r"\frac12", True),
+    ("compound_frac", r"get \frac{a+b}{2}", "(a+b)/2", True),
+    ("negative_frac", r"value \frac{-3}{4}", "-3/4", True),
+    ("left_right", r"point \left( 1, 2 \right)", "(1,2)", True),
+    ("text_unit", r"length $5\text{ cm}$", r"5 \text{ cm}", True),
+    ("thousands_sep", "there are 1,000 ways", "1000", True),
+    ("negative_number", "so x = -4", "-4", True),
+    ("sign_conservative", "so x = -4", "4", True),
+    ("number_end_sentence", "x = 4.", "4", True),
+    ("number_in_list", "values 1,4,9", "4", True),
+    ("number_before_letter", "so 4x = y", "4", True),
+    ("no_leak", "Reconsider whether the bound is tight.", "42", False),
+    ("boundary_14", "there are 14 cases", "4", False),
+    ("boundary_41", "we found 41 cases", "4", False),
+    ("boundary_decimal_after", "ratio 4.5 here", "4", False),
+    ("boundary_decimal_before", "ratio 0.4 here", "4", False),
+    ("boundary_subscript", "consider x_4 and x_5", "4", False),
+    ("boundary_exponent", "compute 2^4 first", "4", False),
+    ("boundary_fraction", "take 4/5 of it", "4", False),
+    ("boundary_frac_latex", r"take \frac{3}{4} of it", "4", False),
+    ("fraction_gold_not_in_bigger", "take 13/4 of it", "3/4", False),
+    ("digits_split_by_space", "values 2 4", "24", False),
+    ("word_gold_inside_word", "the answer is obvious", "b", False),
+    ("decimal_gold", "it is 2.5 exactly", "2.5", True),
+    ("decimal_gold_boundary", "it is 12.55", "2.5", False),
+    ("empty_gold", "anything", "", False),
+    ("percent", r"about 25\% of them", "25%", True),
+    ("degrees", r"angle of 30^\circ", "30", True),
+]
+
+
+@pytest.mark.parametrize("content,gold,expected", [c[1:] for c in LEAK_CASES], ids=[c[0] for c in LEAK_CASES])
+def test_leaks_answer(content, gold, expected):
+    assert leaks_answer(content, gold) is expected
+
+
+def test_normalize_answer_examples():
+    assert normalize_answer(r"$\boxed{\dfrac{1}{2}}$") == "1/2"
+    assert normalize_answer(r"\frac{a+b}{2}") == "(a+b)/2"
+    assert normalize_answer("  X  Y ") == "x y"
+
+
+# --------------------------------------------------------------------------- #
+# dedup
+# --------------------------------------------------------------------------- #
+
+
+def test_dedup_first_ok_wins():
+    rows = [
+        {"problem_id": 1, "attempt_id": 0, "status": "bad_json"},
+        {"problem_id": 1, "attempt_id": 0, "status": "ok"},
+        {"problem_id": 1, "attempt_id": 0, "status": "ok"},
+        {"problem_id": 1, "attempt_id": 1, "status": "ok"},
+        {"problem_id": 2, "attempt_id": 0, "status": "leak"},
+        {"problem_id": 2, "attempt_id": 0, "status": "ok"},
+    ]
+    assert dedup(rows) == [False, True, False, True, False, True]
+
+
+def test_dedup_custom_key_and_missing_status():
+    rows = [{"problem": "p", "x": 1}, {"problem": "p", "x": 2}, {"problem": "q"}]
+    assert dedup(rows, key=("problem",)) == [True, False, True]
+
+
+def test_dedup_missing_key_field_raises():
+    with pytest.raises(KeyError):
+        dedup([{"problem_id": 1, "status": "ok"}])
+
+
+def test_dedup_unhashable_keys():
+    rows = [{"problem_id": [1], "attempt_id": 0}, {"problem_id": [1], "attempt_id": 0}]
+    assert dedup(rows) == [True, False]
+
+
+def test_dedup_empty():
+    assert dedup([]) == []
