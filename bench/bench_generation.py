@@ -4,7 +4,7 @@ Measures new tokens per second for batch sizes 1, 8 and 32 with a fixed 64 new t
 sequence (EOS is suppressed so every sequence really decodes 64 tokens) on a short arithmetic chat
 prompt. Prints a JSON table and writes ``bench/results/generation.json``.
 
-    python bench/bench_generation.py [--batch-sizes 1 8 32] [--new-tokens 64] [--device auto]
+    python bench/bench_generation.py [--batch-sizes 1 8 32] [--new-tokens 64] [--device auto] [--threads N]
 """
 
 from __future__ import annotations
@@ -29,15 +29,21 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's choice). On a busy 2-core machine 1 is often faster.")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
 
     import torch
     import transformers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     from intrain.engines import HFGenerator, Request, SamplingParams
     from intrain.models import resolve_model_path
 
+    load_start = round(os.getloadavg()[0], 2)
     t0 = time.perf_counter()
     path = resolve_model_path(args.model)
     resolve_s = time.perf_counter() - t0
@@ -87,6 +93,8 @@ def main() -> None:
         "transformers": transformers.__version__,
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # Other processes on the machine distort CPU numbers: record how busy it was.
+        "load_avg_1m_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "gpu": torch.cuda.get_device_name(0) if gen.device.type == "cuda" else None,
         "resolve_model_s": round(resolve_s, 2),
         "load_s": round(load_s, 2),

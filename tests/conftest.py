@@ -101,6 +101,16 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-qwen3")))
 
 
+@pytest.fixture(scope="session")
+def tiny_model_factory(tmp_path_factory):
+    """``make(**kwargs)`` -> a freshly built tiny model folder; kwargs as :func:`build_tiny_model`."""
+
+    def make(**kwargs) -> str:
+        return build_tiny_model(str(tmp_path_factory.mktemp("tiny-model")), **kwargs)
+
+    return make
+
+
 @pytest.fixture()
 def tiny_generator(tiny_model_dir):
     """A fresh HFGenerator (CPU, fp32) over the tiny model."""

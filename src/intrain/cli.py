@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,13 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     for name, text in [("sample", "graded on-policy rollouts"), ("propose", "self-proposed interventions"),
-                       ("filter", "continuation filter"), ("sft", "SFT on prefix + intervention"),
+                       ("filter", "continuation filter"), ("sft", "SFT on prefix + intervention"), ("rl", "outcome-reward GRPO"),
                        ("run", "the whole InT pass")]:
         _add_common(sub.add_parser(name, help=text))
     ev = sub.add_parser("eval", help="pass@k of a checkpoint on held-out problems")
     _add_common(ev)
     ev.add_argument("--model", help="checkpoint to evaluate (default: the configured policy)")
     ev.add_argument("--label", default=None, help="name of the evaluation (default: base, or the checkpoint's name)")
+
+    _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
 
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
     _add_common(demo, config_required=False)
@@ -86,7 +89,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def _dispatch(args: argparse.Namespace, ctx) -> int:
     from intrain import pipeline
 
-    if args.command in ("sample", "propose", "filter", "sft"):
+    if args.command in ("sample", "propose", "filter", "sft", "rl"):
         from importlib import import_module
 
         stage = import_module(f"intrain.stages.{args.command}").run(ctx)
@@ -97,6 +100,12 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
         label = args.label or (Path(args.model).name if args.model else "base")
         stage = evaluate.run(ctx, label=label, model_path=args.model)
         sys.stdout.write((stage.path / "eval.md").read_text())
+    elif args.command == "warmup":
+        from intrain import warmup
+
+        report = warmup.run(ctx)
+        print(json.dumps({k: report[k] for k in ("adapter", "train_rows", "heldout", "proposer_before",
+                                                 "proposer_after", "solve", "timings")}, indent=2, default=str))
     elif args.command in ("run", "demo"):
         pipeline.run(ctx)
     return 0

@@ -187,17 +187,54 @@ class SFTConfig(Section):
 
 
 class RLConfig(Section):
-    """Outcome-reward GRPO after SFT (paper Table 5: PipelineRL, 400 steps, group 8, no KL)."""
+    """Outcome-reward GRPO after SFT (paper Table 5: PipelineRL, 400 steps, group 8, no KL).
+
+    Advantage = reward - group mean with no std scaling and no KL term, as in the paper; one
+    optimizer step consumes `prompts_per_step` x `group_size` fresh completions (on-policy).
+    """
 
     enabled: bool = Field(False, description="Run RL after SFT in `intrain run`.")
-    steps: int = Field(400, ge=1)
-    group_size: int = Field(8, ge=2, description="Rollouts per prompt.")
+    steps: int = Field(400, ge=1, description="Optimizer steps (paper: 400).")
+    group_size: int = Field(8, ge=2, description="Rollouts per prompt; the advantage baseline is their mean reward.")
     prompts_per_step: int = Field(4, ge=1, description="Prompts per optimizer step (paper: batch 32 rollouts = 4 x 8).")
-    learning_rate: float = Field(1e-6, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_completion_tokens: int = Field(16384, ge=1)
-    seed: int = Field(0)
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6).")
+    lr_scheduler: Literal["constant", "cosine", "linear"] = Field(
+        "cosine", description="Learning-rate schedule over `steps` (PipelineRL default: cosine).")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the lr up.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (PipelineRL default: 0.01).")
+    max_grad_norm: float = Field(0.3, gt=0, description="Gradient-norm clip (PipelineRL default: 0.3).")
+    temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature (paper: 1.0).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling (paper: 1.0).")
+    max_completion_tokens: int = Field(16384, ge=1, description="New tokens per rollout; longer ones are cut.")
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"] = Field(
+        "dapo", description="TRL loss normalisation; dapo = mean over all completion tokens of the step.")
+    mask_truncated_completions: bool = Field(
+        False, description="Leave cut-off rollouts out of the loss (the paper rewards them like any other: 0 or 1).")
+    per_device_batch_size: int | None = Field(
+        None, ge=1, description="Completions per forward/backward micro-batch; None = group_size. "
+                                "Must divide prompts_per_step x group_size (the rest is gradient accumulation).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+    hint_share: float = Field(
+        0.0, ge=0, le=1, description="Hint-guided RL baseline: share of training problems (fixed, chosen by seed) whose "
+                                     "prompt carries the start of the reference solution. 0 = plain RL.")
+    hint_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Share of the reference solution's blank-line-separated steps given as the hint "
+                                     "(rounded down; a problem whose hint would be empty stays unhinted).")
+    use_vllm: Literal["auto", "never", "always"] = Field(
+        "auto", description="Generate rollouts with vLLM colocated in the trainer: auto = when CUDA and vllm are "
+                            "available; never = transformers generate.")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (the trainer needs the rest).")
+    seed: int = Field(0, description="Seeds the trainer, the prompt order and the choice of hinted problems.")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> RLConfig:
+        total = self.prompts_per_step * self.group_size
+        if self.per_device_batch_size is not None and total % self.per_device_batch_size:
+            raise ValueError(f"per_device_batch_size ({self.per_device_batch_size}) must divide "
+                             f"prompts_per_step x group_size ({total})")
+        return self
 
 
 class EvalConfig(SamplingConfig):
@@ -212,6 +249,24 @@ class EvalConfig(SamplingConfig):
         if bad or not self.ks:
             raise ValueError(f"ks must be non-empty with 1 <= k <= n={self.n}; got {self.ks}")
         return self
+
+
+class WarmupConfig(Section):
+    """Verification warm-up of a small proposer on the arithmetic family (`intrain warmup`, see warmup.py)."""
+
+    synthetic_examples: int = Field(240, ge=0, description="Synthetic faulty attempts with a known first error.")
+    policy_problems: int = Field(48, ge=0, description="Problems the policy attempts; its checkable failures are used.")
+    policy_samples: int = Field(4, ge=1, description="Attempts per policy problem.")
+    heldout_fraction: float = Field(0.2, gt=0, lt=1, description="Problems held out to measure proposer skill.")
+    proposal_max_tokens: int = Field(96, ge=8, description="Proposal length when measuring skill.")
+    seed: int = Field(7, description="Seeds problem generation (keep it apart from data seeds).")
+    train: SFTConfig = Field(
+        default_factory=lambda: SFTConfig(learning_rate=2e-4, epochs=2, effective_batch_size=8,
+                                          per_device_batch_size=4, max_length=1024, warmup_ratio=0.05,
+                                          lora=LoraConfig(), save_steps=25),
+        description="LoRA SFT settings for the warm-up.")
+    output: str | None = Field(
+        None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter.")
 
 
 class GradingConfig(Section):
@@ -232,6 +287,7 @@ class Config(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -302,6 +358,9 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
                 section[key] = str((base / value).resolve())
 
     fix(raw.get("model"), "adapter")
+    warmup = raw.get("warmup")
+    if isinstance(warmup, dict) and isinstance(warmup.get("output"), str) and not Path(warmup["output"]).is_absolute():
+        warmup["output"] = str((base / warmup["output"]).resolve())  # written, so it need not exist yet
     data = raw.get("data")
     if isinstance(data, dict):
         for split in ("train", "eval"):

@@ -126,6 +126,11 @@ def normalize_answer(text: str) -> str:
     return text.lower().rstrip(".")
 
 
+def _same_string(gold: str, answer: str) -> bool:
+    normalized = normalize_answer(gold)
+    return normalized != "" and normalized == normalize_answer(answer)
+
+
 # ----------------------------------------------------------------------------- worker side
 # Only the functions below touch math-verify / SymPy, and only inside worker processes.
 
@@ -140,12 +145,14 @@ _WORD_RE = re.compile(r"[a-z]{3,}")
 def _to_latex(answer: str) -> str:
     """Wrap an answer in ``\\boxed{}``: math-verify only reads LaTeX inside a math environment
     (a bare ``\\frac{\\sqrt2}{2}`` parses to nothing, a bare ``(1, 2)`` to 2)."""
+    # A gold that arrives as "$...$" is unwrapped; one that arrives boxed can stay as it is,
+    # since math-verify reads nested boxes itself.
     answer = answer.strip()
-    # A gold that arrives boxed needs nothing more: math-verify unwraps nested boxes itself.
     if len(answer) >= 2 and answer[0] == answer[-1] == "$":
         answer = answer.strip("$").strip()
     answer = _DIGIT_GROUP_SPACE_RE.sub("", answer)
-    answer = _TRAILING_PERIOD_RE.sub("", answer).replace(r"\varnothing", r"\emptyset")
+    answer = _TRAILING_PERIOD_RE.sub("", answer)
+    answer = answer.replace(r"\varnothing", r"\emptyset")  # math-verify only knows \emptyset
     return f"\\boxed{{{answer}}}"
 
 
@@ -159,7 +166,7 @@ def _first_math(parsed: list[Any]) -> Any:
 def _is_letter_product(expr: Any) -> bool:
     from sympy import E, Mul, Pow, Symbol
 
-    if isinstance(expr, Symbol) or expr == E:
+    if isinstance(expr, Symbol) or expr is E:
         return True
     if isinstance(expr, Mul):
         return all(_is_letter_product(arg) for arg in expr.args)
@@ -183,15 +190,17 @@ def _is_text_answer(gold: str, parsed_gold: Any) -> bool:
 
 
 def _compare(gold: str, pred: str) -> str:
-    """Reason for one (gold, extracted prediction) pair. Runs in a worker only."""
+    """Reason for one (gold, extracted prediction) pair whose normalised strings differ (the
+    parent settles string matches itself). Runs in a worker only."""
     from math_verify import parse, verify
 
-    # Timeouts off: signal.alarm would fight the parent's kill-based deadline and turn a
-    # timeout into an indistinguishable [] / False.
+    # math-verify's timeouts off: they would report a timeout as an ordinary [] / False, and
+    # cannot interrupt C-level work anyway; the parent's deadline covers both.
     parsed_gold = _first_math(parse(_to_latex(gold), parsing_timeout=None))
     if parsed_gold is None or _is_text_answer(gold, parsed_gold):
-        if normalize_answer(gold) == normalize_answer(pred):
-            return CORRECT
+        # Only a string match can be trusted here, and the parent has ruled that out
+        # (_same_string). For a word answer that is a real comparison (wrong); for a gold
+        # math-verify cannot read at all it proves nothing.
         return PARSE_ERROR if parsed_gold is None else WRONG
     parsed_pred = _first_math(parse(_to_latex(pred), parsing_timeout=None))
     if parsed_pred is None:
@@ -275,6 +284,9 @@ class Grader:
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
         self._lock = threading.Lock()
+        # Workers that died before becoming ready, in a row. One death can come from outside
+        # (OOM killer, an operator); one per pool slot in a row means the environment is broken.
+        self._failed_starts = 0
 
     def grade(self, completions: Sequence[str], golds: Sequence[str]) -> list[Verdict]:
         return self._grade(completions, golds, self.timeout_s)
@@ -296,17 +308,21 @@ class Grader:
     ) -> list[Verdict]:
         if len(completions) != len(golds):
             raise ValueError(f"{len(completions)} completions but {len(golds)} golds")
+        golds = [str(gold) for gold in golds]
         extracted = [extract_boxed(text) for text in completions]
-        # No box means no answer: decided here, without a worker round trip.
-        jobs = [(i, answer) for i, answer in enumerate(extracted) if answer is not None]
-        reasons = self._run([(str(golds[i]), answer) for i, answer in jobs], timeout_s)
-        by_item = {i: reason for (i, _), reason in zip(jobs, reasons)}
+        # Settled here, without a worker: no box means no answer, and answers that match as
+        # normalised strings are equal without paying for math-verify's ANTLR parse (2-60 ms,
+        # the dominant cost), which is what most correct answers in RL batches look like.
+        payloads = {
+            i: (gold, answer)
+            for i, (gold, answer) in enumerate(zip(golds, extracted))
+            if answer is not None and not _same_string(gold, answer)
+        }
+        judged = dict(zip(payloads, self._run(list(payloads.values()), timeout_s)))
         return [
-            Verdict(
-                correct=by_item.get(i) == CORRECT,
-                reason=by_item.get(i, NO_ANSWER),
-                extracted=answer,
-            )
+            Verdict(False, NO_ANSWER, None) if answer is None
+            else Verdict(judged[i] == CORRECT, judged[i], answer) if i in judged
+            else Verdict(True, CORRECT, answer)
             for i, answer in enumerate(extracted)
         ]
 
@@ -346,13 +362,17 @@ class Grader:
                 message = worker.conn.recv()
             except (EOFError, OSError):
                 if worker.job is None:
-                    self._discard(worker)
-                    # Not retried: a worker that cannot start points at a broken environment.
-                    raise RuntimeError(
-                        f"grading worker exited during startup (exit code {worker.proc.exitcode}, "
-                        "traceback on stderr); workers are spawned, so a main module without an "
-                        "`if __name__ == '__main__':` guard is a common cause"
-                    ) from None
+                    self._failed_starts += 1
+                    if self._failed_starts > self.workers:
+                        self._discard(worker)
+                        raise RuntimeError(
+                            f"grading workers keep dying during startup (last exit code "
+                            f"{worker.proc.exitcode}, traceback on stderr); workers are spawned, "
+                            "so a main module without an `if __name__ == '__main__':` guard is a "
+                            "common cause"
+                        ) from None
+                    self._replace(worker)
+                    continue
                 # One retry, since the kill may have come from outside (OOM killer, an operator);
                 # an input that crashes a worker twice is scored as unparseable.
                 crashes[worker.job] += 1
@@ -365,6 +385,7 @@ class Grader:
                 continue
             if message == _READY:
                 worker.ready = True
+                self._failed_starts = 0
             else:
                 assert worker.job is not None
                 results[worker.job] = message

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from intrain.progress import console
-from intrain.stages import evaluate, filter as filter_stage, propose, sample, sft
+from intrain.stages import evaluate, filter as filter_stage, propose, rl, sample, sft
 from intrain.stages.common import RunContext
 from intrain.store import atomic_write_json, atomic_write_text
 
 
 def run(ctx: RunContext) -> dict[str, Any]:
-    """sample -> eval(base) -> propose -> filter -> sft -> eval(sft); re-running resumes."""
+    """sample -> eval(base) -> propose -> filter -> sft -> eval(sft) [-> rl -> eval(rl)]; re-running resumes."""
     console.rule(f"intrain run -> {ctx.run_dir}")
     sampled = sample.run(ctx)
     results = {"base": _metrics(evaluate.run(ctx, label="base"))}
@@ -21,6 +21,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
     checkpoint = sft.trained_model(trained)
     if checkpoint:
         results["int-sft"] = _metrics(evaluate.run(ctx, label="int-sft", model_path=checkpoint))
+    if ctx.config.rl.enabled:
+        # Outcome-reward RL from the InT checkpoint (or from the policy when SFT had nothing to train on).
+        start = {"init_model": checkpoint} if checkpoint else {}
+        trained_rl = rl.run(ctx, label="rl-int", **start)
+        results["int-rl"] = _metrics(evaluate.run(ctx, label="int-rl", model_path=rl.trained_model(trained_rl)))
     funnel_rows = funnel(sampled.manifest()["counts"], proposed.manifest()["counts"],
                          filtered.manifest()["counts"], trained.manifest()["counts"])
     table = evaluate.markdown_table(results, ctx.config.eval.ks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,11 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     from intrain.models import load_model_and_tokenizer, pick_device
 
     device = pick_device(model_cfg.device)
-    model, tokenizer = load_model_and_tokenizer(base_path, device=device, dtype=model_cfg.dtype, adapter=base_adapter)
+    # Master weights stay float32 (bf16 autocast on GPU): at lr 1e-6 most bf16 weight updates round away.
+    dtype = "float32" if model_cfg.dtype == "auto" else model_cfg.dtype
+    model, tokenizer = load_model_and_tokenizer(base_path, device=device, dtype=dtype, adapter=base_adapter)
     tokenizer.padding_side = "right"
-    world = max(1, int(__import__("os").environ.get("WORLD_SIZE", "1")))
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * world))
     checkpoints = output_dir / "checkpoints"
     args = TRLSFTConfig(

@@ -514,3 +514,124 @@ def test_openai_connection_refused_names_the_url():
     client._backoff_s = 0.01
     with pytest.raises(EngineError, match=url.replace(".", r"\.") + "/completions"):
         client.generate([Request(prompt="x")], SamplingParams())
+
+
+# --------------------------------------------------------------------------------------------
+# VLLMGenerator: the mapping logic, against a stand-in `vllm` module (the real one is GPU-only)
+# --------------------------------------------------------------------------------------------
+
+
+def test_vllm_engine_without_vllm_names_the_extra(tiny_model_dir, monkeypatch):
+    import sys
+
+    from intrain.engines import VLLMGenerator
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match=r"needs the 'gpu' extra: pip install 'intrain\[gpu\]'"):
+        VLLMGenerator(tiny_model_dir)
+
+
+def _install_fake_vllm(monkeypatch):
+    import sys
+    import types
+    from dataclasses import dataclass, field
+
+    fake = types.ModuleType("vllm")
+    inputs = types.ModuleType("vllm.inputs")
+
+    class TokensPrompt(dict):
+        def __init__(self, prompt_token_ids):
+            super().__init__(prompt_token_ids=prompt_token_ids)
+
+    @dataclass
+    class FakeSamplingParams:
+        n: int = 1
+        temperature: float = 1.0
+        top_p: float = 1.0
+        top_k: int = -1
+        max_tokens: int = 16
+        seed: int | None = None
+        stop: list | None = None
+        include_stop_str_in_output: bool = False
+        logprobs: int | None = None
+        skip_special_tokens: bool = True
+
+    @dataclass
+    class Logprob:
+        logprob: float
+
+    @dataclass
+    class CompletionOutput:
+        index: int
+        text: str
+        token_ids: list
+        finish_reason: str
+        logprobs: list | None = None
+
+    @dataclass
+    class RequestOutput:
+        prompt_token_ids: list
+        outputs: list = field(default_factory=list)
+
+    class LLM:
+        instances: list = []
+
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            self.calls = []
+            LLM.instances.append(self)
+
+        def generate(self, prompts, sampling_params, *, use_tqdm=True):
+            self.calls.append((prompts, sampling_params, use_tqdm))
+            results = []
+            for prompt, sp in zip(prompts, sampling_params):
+                outs = []
+                for i in reversed(range(sp.n)):  # any order; `index` decides
+                    ids = [5 + i, 6, 2]
+                    lps = [{t: Logprob(-0.1 * (k + 1)), 999: Logprob(-9.0)} for k, t in enumerate(ids)] if sp.logprobs else None
+                    outs.append(CompletionOutput(i, f"s{i}", ids, "length" if sp.max_tokens <= 3 else "stop", lps))
+                results.append(RequestOutput(list(prompt["prompt_token_ids"]), outs))
+            return results
+
+    fake.LLM, fake.SamplingParams, fake.inputs = LLM, FakeSamplingParams, inputs
+    inputs.TokensPrompt = TokensPrompt
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+    return fake
+
+
+def test_vllm_engine_mapping_with_stand_in(tiny_model_dir, monkeypatch):
+    fake = _install_fake_vllm(monkeypatch)
+    from intrain.engines import VLLMGenerator
+
+    gen = VLLMGenerator(tiny_model_dir, max_model_len=512, chat_template_kwargs={"enable_thinking": False}, enforce_eager=True)
+    llm = fake.LLM.instances[-1]
+    assert llm.kwargs["model"] == tiny_model_dir and llm.kwargs["max_model_len"] == 512
+    assert llm.kwargs["enable_prefix_caching"] is True and llm.kwargs["gpu_memory_utilization"] == 0.85
+    assert llm.kwargs["enforce_eager"] is True and llm.kwargs["logprobs_mode"] == "processed_logprobs"
+    assert isinstance(gen, Generator) and gen.tokenizer is not None
+
+    reqs = [chat("a"), Request(prompt="1 + 1 =", n=3), Request(messages=USER + [{"role": "assistant", "content": "Step"}], continue_final=True)]
+    progress = []
+    sp = SamplingParams(temperature=0.6, top_p=0.9, top_k=0, max_tokens=32, seed=7, stop=("\n\n",), logprobs=True)
+    out = gen.generate(reqs, sp, on_progress=lambda s, t: progress.append((s, t)))
+
+    prompts, params, use_tqdm = llm.calls[-1]
+    assert use_tqdm is False
+    assert [p["prompt_token_ids"] for p in prompts] == [render_ids(gen.tokenizer, r, {"enable_thinking": False}) for r in reqs]
+    assert [p.n for p in params] == [1, 3, 1]
+    assert all(p.top_k == -1 and p.top_p == 0.9 and p.temperature == 0.6 and p.max_tokens == 32 for p in params)
+    assert all(p.stop == ["\n\n"] and p.logprobs == 1 and not p.include_stop_str_in_output for p in params)
+    assert [p.seed for p in params] == [derive_seed(7, i) for i in range(3)]
+
+    assert [len(o) for o in out] == [1, 3, 1]
+    assert [c.text for c in out[1]] == ["s0", "s1", "s2"]
+    c = out[1][2]
+    assert c.token_ids == [7, 6, 2] and c.finish_reason == "stop"
+    assert c.logprobs == pytest.approx([-0.1, -0.2, -0.3])
+    assert c.prompt_tokens == len(prompts[1]["prompt_token_ids"])
+    assert progress == [(5, 15)]
+
+    gen.generate([chat("b")], SamplingParams(top_k=5, max_tokens=3))
+    (p,) = llm.calls[-1][1]
+    assert p.top_k == 5 and p.stop is None and p.logprobs is None

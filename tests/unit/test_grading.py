@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -230,10 +232,13 @@ def test_normalize_answer(text: str, expected: str):
     assert normalize_answer(text) == expected
 
 
-def test_no_answer_needs_no_worker():
+def test_no_answer_and_string_matches_need_no_worker():
     with Grader(workers=1) as pool:
-        verdicts = pool.grade(["nothing boxed", r"\boxed{"], ["1", "2"])
-        assert [v.reason for v in verdicts] == ["no_answer", "no_answer"]
+        verdicts = pool.grade(
+            ["nothing boxed", r"\boxed{", boxed(r"\text{Tuesday}"), boxed("1/2")],
+            ["1", "2", "tuesday", r"$\boxed{1/2}$"],
+        )
+        assert [v.reason for v in verdicts] == ["no_answer", "no_answer", "correct", "correct"]
         assert pool._pool == []  # workers start lazily, and only when there is work
 
 
@@ -245,7 +250,8 @@ def test_lengths_must_match(grader: Grader):
 def test_close_is_idempotent_and_pool_restarts():
     pool = Grader(workers=1)
     pool.close()
-    assert pool.grade([boxed("2")], ["2"])[0].correct
+    assert pool.grade([boxed("2.0")], ["2"])[0].correct
+    assert len(pool._pool) == 1
     pool.close()
     pool.close()
     assert pool.grade([boxed("3")], ["2"])[0].reason == "wrong"  # restarts lazily
@@ -254,7 +260,7 @@ def test_close_is_idempotent_and_pool_restarts():
 
 def test_timeout_kills_and_replaces_the_worker():
     with Grader(workers=1, timeout_s=1.0) as pool:
-        assert pool.grade([boxed("1")], ["1"])[0].correct  # start the worker outside the clock
+        assert pool.grade([boxed("1.0")], ["1"])[0].correct  # start the worker outside the clock
         pid = pool._pool[0].proc.pid
         start = time.monotonic()
         # 9^(9^9) is a 370-million-digit integer: SymPy grinds in C, where no signal reaches it.
@@ -264,18 +270,40 @@ def test_timeout_kills_and_replaces_the_worker():
         assert verdicts[1].reason == "correct"  # graded by the replacement worker
         assert 1.0 <= elapsed < 10.0
         assert pool._pool[0].proc.pid != pid
-        assert pool.grade([boxed("3")], ["3"])[0].correct
+        assert pool.grade([boxed("3.0")], ["3"])[0].correct
 
 
 def test_killed_worker_is_replaced():
     with Grader(workers=2, timeout_s=10.0) as pool:
-        assert pool.grade([boxed("1")] * 4, ["1"] * 4)[0].correct
+        assert all(v.correct for v in pool.grade([boxed("1.0")] * 4, ["1"] * 4))
         victim = pool._pool[0].proc
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(5)
-        verdicts = pool.grade([boxed(str(i)) for i in range(8)], [str(i) for i in range(8)])
+        verdicts = pool.grade([boxed(f"{i}.0") for i in range(8)], [str(i) for i in range(8)])
         assert all(v.correct for v in verdicts)
         assert victim.pid not in [w.proc.pid for w in pool._pool]
+
+
+def test_item_that_crashes_its_worker_twice_is_a_parse_error():
+    def kill_busy_workers(pool: Grader, times: int) -> None:
+        killed: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(killed) < times and time.monotonic() < deadline:
+            busy = [w.proc.pid for w in list(pool._pool) if w.job is not None]
+            for pid in set(busy) - killed:
+                os.kill(pid, signal.SIGKILL)  # stands in for a segfault mid-item
+                killed.add(pid)
+            time.sleep(0.01)
+
+    with Grader(workers=1, timeout_s=30.0) as pool:
+        assert pool.grade([boxed("1.0")], ["1"])[0].correct
+        killer = threading.Thread(target=kill_busy_workers, args=(pool, 2))
+        killer.start()
+        # The slow item keeps the worker busy until it is killed; after the first crash it is
+        # retried once on a fresh worker, after the second it is given up.
+        verdicts = pool.grade([boxed("9^{9^{9}}"), boxed("2")], ["1", "2"])
+        killer.join()
+        assert [v.reason for v in verdicts] == ["parse_error", "correct"]
 
 
 def test_threads_share_one_grader(grader: Grader):
@@ -283,8 +311,9 @@ def test_threads_share_one_grader(grader: Grader):
 
     def work(thread: int) -> None:
         golds = [str(thread * 100 + i) for i in range(12)]
-        # Every third prediction is off by one, so a cross-thread mix-up cannot pass.
-        texts = [boxed(str(int(g) + (i % 3 == 0))) for i, g in enumerate(golds)]
+        # Every third prediction is off by one, so a cross-thread mix-up cannot pass; the
+        # ".0" keeps the parent's string shortcut out of the way.
+        texts = [boxed(f"{int(g) + (i % 3 == 0)}.0") for i, g in enumerate(golds)]
         results[thread] = grader.grade(texts, golds)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
@@ -296,8 +325,22 @@ def test_threads_share_one_grader(grader: Grader):
     for thread, verdicts in results.items():
         assert [v.correct for v in verdicts] == [i % 3 != 0 for i in range(12)], thread
         assert [v.extracted for v in verdicts] == [
-            str(thread * 100 + i + (i % 3 == 0)) for i in range(12)
+            f"{thread * 100 + i + (i % 3 == 0)}.0" for i in range(12)
         ]
+
+
+def test_parent_never_loads_the_math_stack():
+    # Untrusted text may only be sympified in workers, so the parent must not even import it.
+    # A fresh interpreter, because other tests' imports (torch) pull SymPy into this one.
+    code = (
+        "import sys\n"
+        "from intrain.grading import Grader\n"
+        "with Grader(workers=1) as g:\n"
+        "    assert g.grade([r'\\boxed{\\frac{2}{4}}'], ['0.5'])[0].correct\n"
+        "loaded = [m for m in ('sympy', 'math_verify', 'latex2sympy2_extended') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_grade_one():

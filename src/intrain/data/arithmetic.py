@@ -598,6 +598,12 @@ def generate_arithmetic(
     (multipliers at most ``max_multiplier``, default ``min(max_operand, 10)``); every value is
     at most ``max_result``.
     About ``word_fraction`` of the problems are word problems, the rest expressions.
+
+    Measured difficulty (SmolLM2-135M-Instruct, CPU, 16 problems x 4 samples, T=0.7, 160 new
+    tokens, graded on the last ``\boxed{}``): pass@1 = 0 both for the defaults and for
+    ``steps=(2, 2), max_operand=5``.  The model almost never puts an integer in ``\boxed{}``
+    (0 of 128 samples did).  With the last number in the text taken as its answer, pass@1 was
+    0.016 for the defaults and 0.078 for the easy setting.
     """
     lo, hi = steps
     if n < 0:

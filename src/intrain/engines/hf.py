@@ -78,6 +78,9 @@ class HFGenerator:
     ) -> list[list[Completion]]:
         requests = list(requests)
         prompts = [render_ids(self.tokenizer, r, self.chat_template_kwargs) for r in requests]
+        for i, p in enumerate(prompts):
+            if not p:
+                raise ValueError(f"request {i} renders to an empty prompt; there is nothing to condition on")
         # One entry per sequence to decode: (request index, sample index). Sorting by prompt length
         # (stable, so ties keep input order) groups similar lengths; results go back by index.
         seqs = [(ri, j) for ri, r in enumerate(requests) for j in range(r.n)]
@@ -89,7 +92,10 @@ class HFGenerator:
         # fork_rng: seed our own stream without disturbing the caller's global RNG state.
         with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), \
                 torch.inference_mode(), self._clean_generation_config():
-            torch.manual_seed(sampling.seed)
+            torch.random.default_generator.manual_seed(sampling.seed)
+            if devices:
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(sampling.seed)
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
                 batch_prompts = [prompts[seqs[k][0]] for k in chunk]

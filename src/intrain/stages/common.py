@@ -58,12 +58,12 @@ class RunContext:
         return problems
 
     def generator(self, model: ModelConfig, path: str | None = None, adapter: str | None = None) -> Generator:
-        """A generator for `model`, optionally at another checkpoint path; one cached per (path, adapter)."""
-        path = path or model.path
-        adapter = adapter if path != model.path else (adapter or model.adapter)
+        """A generator for `model` (its configured path and adapter), or for an explicit checkpoint
+        `path` (+ `adapter`); one is kept resident at a time to bound a laptop's memory."""
+        if path is None:
+            path, adapter = model.path, model.adapter
         key = (path, adapter, model.engine)
         if key not in self._generators:
-            # One model resident at a time keeps a laptop's memory bounded.
             self.release_generators()
             self._generators[key] = build_generator(model, path, adapter)
         return self._generators[key]

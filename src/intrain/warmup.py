@@ -1,0 +1,230 @@
+"""Verification warm-up: teach a small policy to propose interventions on the arithmetic family.
+
+InT presumes an instruct model that can check an attempt against a reference; SmolLM2-135M cannot
+(0/16 parseable proposals measured, see the project's notes). For the embedded default we give it
+that skill explicitly and reproducibly: a LoRA SFT on (problem, reference, numbered attempt) ->
+`<intervention>{...}</intervention>`, where a checker computes the true first wrong substep.
+Attempts come from two places: synthetic faulty attempts with a known slip, and the policy's own
+failed rollouts whose first false equation the checker finds (so the proposer sees attempts in the
+policy's own style). The warmed adapter is then both the policy and the proposer (`self`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from intrain.config import Config
+from intrain.data import Problem
+from intrain.data.arithmetic import evaluate_expression, find_equations, first_wrong_substep, generate_arithmetic, make_faulty_attempt
+from intrain.engines.base import Generator, Request, SamplingParams
+from intrain.interventions import leaks_answer, parse_intervention
+from intrain.progress import console
+from intrain.prompts import load_template, verify_prompt
+from intrain.stages.common import RunContext, user_message
+from intrain.steps import split_substeps
+from intrain.store import atomic_write_json
+
+
+@dataclass(frozen=True)
+class Example:
+    problem: Problem
+    attempt: str
+    location: int       # true first wrong substep (1-based)
+    intervention: str   # replacement step, never containing the final answer
+    origin: str         # "synthetic" | "policy"
+
+
+def synthetic_examples(n: int, seed: int) -> list[Example]:
+    rng = random.Random(seed)
+    examples = []
+    for problem in generate_arithmetic(n, seed, id_prefix="warmup-syn"):
+        attempt, location, intervention = make_faulty_attempt(problem, rng)
+        examples.append(Example(problem, attempt, location, intervention, "synthetic"))
+    return examples
+
+
+def policy_examples(generator: Generator, grader, problems: list[Problem], prompt_template: str,
+                    samples: int, sampling: SamplingParams, separator: str) -> list[Example]:
+    """The policy's own failed rollouts whose first false equation the checker can locate."""
+    requests = [Request(messages=user_message(prompt_template, p.problem), n=samples) for p in problems]
+    outputs = generator.generate(requests, sampling)
+    texts = [c.text for out in outputs for c in out]
+    verdicts = iter(grader.grade(texts, [p.answer for p, out in zip(problems, outputs) for _ in out]))
+    examples = []
+    for problem, out in zip(problems, outputs):
+        for completion in out:
+            if next(verdicts).correct:
+                continue
+            steps = split_substeps(completion.text, separator)
+            location = first_wrong_substep([s.text for s in steps])
+            if location is None:
+                continue  # a wrong answer without a false equation: the checker cannot say where
+            intervention = corrected_step(steps[location - 1].text, problem.answer)
+            if intervention:
+                examples.append(Example(problem, completion.text, location, intervention, "policy"))
+    return examples
+
+
+def corrected_step(step_text: str, answer: str) -> str | None:
+    """A replacement for a substep with a false equation: redo it, without stating the final answer."""
+    for eq in find_equations(step_text):
+        lhs, rhs = evaluate_expression(eq.lhs), evaluate_expression(eq.rhs)
+        if lhs is None or rhs is None or lhs == rhs:
+            continue
+        value = str(lhs.numerator) if lhs.denominator == 1 else f"{lhs.numerator}/{lhs.denominator}"
+        lhs_text = eq.lhs.strip()
+        step = f"Wait, let me recompute {lhs_text} carefully: {lhs_text} = {value}."
+        if leaks_answer(step, answer):
+            step = f"Wait, let me recompute {lhs_text} carefully, one operation at a time."
+        return step
+    return None
+
+
+def target_text(example: Example) -> str:
+    return "<intervention>" + json.dumps({"content": example.intervention, "location": example.location},
+                                         ensure_ascii=False) + "</intervention>"
+
+
+def proposer_messages(example: Example, template, tokenizer, max_prompt_tokens: int, separator: str):
+    prompt = verify_prompt(template, tokenizer, problem=example.problem.problem,
+                           reference_solution=example.problem.reference_solution, answer=example.problem.answer,
+                           substeps=split_substeps(example.attempt, separator), max_tokens=max_prompt_tokens)
+    return prompt
+
+
+def training_rows(examples: list[Example], tokenizer, template, max_prompt_tokens: int, separator: str,
+                  chat_template_kwargs: dict[str, Any]) -> list[dict[str, list[int]]]:
+    from intrain.engines.base import render_ids
+
+    rows = []
+    for ex in examples:
+        prompt = proposer_messages(ex, template, tokenizer, max_prompt_tokens, separator)
+        if prompt.shown_substeps < ex.location:
+            continue  # the error was cut off; no honest target exists
+        prompt_ids = render_ids(tokenizer, Request(messages=prompt.messages), chat_template_kwargs)
+        target_ids = tokenizer(target_text(ex), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append({"input_ids": prompt_ids + target_ids, "labels": [-100] * len(prompt_ids) + target_ids})
+    return rows
+
+
+def evaluate_proposer(generator: Generator, examples: list[Example], template, max_prompt_tokens: int,
+                      separator: str, sampling: SamplingParams) -> dict[str, Any]:
+    """Parse rate and location accuracy of sampled proposals on held-out attempts."""
+    prompts = [proposer_messages(ex, template, generator.tokenizer, max_prompt_tokens, separator) for ex in examples]
+    outputs = generator.generate([Request(messages=p.messages) for p in prompts], sampling)
+    parsed = [parse_intervention(out[0].text, p.shown_substeps) for out, p in zip(outputs, prompts)]
+    ok = [(ex, r) for ex, r in zip(examples, parsed) if r.status == "ok"]
+    by_origin = {}
+    for origin in sorted({ex.origin for ex in examples}):
+        subset = [(ex, r) for ex, r in zip(examples, parsed) if ex.origin == origin]
+        by_origin[origin] = {
+            "n": len(subset),
+            "parse_rate": sum(r.status == "ok" for _, r in subset) / len(subset),
+            "location_accuracy": sum(r.status == "ok" and r.location == ex.location for ex, r in subset) / len(subset),
+        }
+    return {
+        "n": len(examples),
+        "parse_rate": len(ok) / max(1, len(examples)),
+        "location_accuracy": sum(r.location == ex.location for ex, r in ok) / max(1, len(examples)),
+        "leak_rate_among_parsed": sum(leaks_answer(r.content, ex.problem.answer) for ex, r in ok) / max(1, len(ok)),
+        "by_origin": by_origin,
+        "statuses": {s: sum(r.status == s for r in parsed) for s in sorted({r.status for r in parsed})},
+        "samples": [{"attempt": ex.attempt, "true_location": ex.location, "output": out[0].text}
+                    for ex, out in list(zip(examples, outputs))[:3]],
+    }
+
+
+def run(ctx: RunContext) -> dict[str, Any]:
+    """Build the warm-up data, train the LoRA adapter, and measure proposer skill and solving before/after."""
+    cfg: Config = ctx.config
+    wcfg = cfg.warmup
+    work = ctx.run_dir / "warmup"
+    out_dir = Path(wcfg.output) if wcfg.output else work / "adapter"
+    work.mkdir(parents=True, exist_ok=True)
+    template = load_template(cfg.propose.template)
+    sep = cfg.propose.separator
+    timings: dict[str, float] = {}
+    proposal_sampling = SamplingParams(temperature=cfg.propose.temperature, top_p=cfg.propose.top_p,
+                                       top_k=cfg.propose.top_k, max_tokens=wcfg.proposal_max_tokens, seed=wcfg.seed)
+
+    t0 = time.time()
+    base = ctx.generator(cfg.model, cfg.model.path, adapter=None)
+    problems = generate_arithmetic(wcfg.policy_problems, wcfg.seed + 1, steps=tuple(cfg.data.train.steps),
+                                   max_operand=cfg.data.train.max_operand, id_prefix="warmup-pol")
+    rollout_sampling = SamplingParams(temperature=cfg.sample.temperature, top_p=cfg.sample.top_p,
+                                      top_k=cfg.sample.top_k, max_tokens=cfg.sample.max_tokens, seed=wcfg.seed)
+    policy = policy_examples(base, ctx.grader, problems, cfg.data.prompt_template, wcfg.policy_samples,
+                             rollout_sampling, sep)
+    synthetic = synthetic_examples(wcfg.synthetic_examples, wcfg.seed)
+    timings["collect_s"] = time.time() - t0
+
+    # Hold out whole problems, from both origins, for the skill measurement.
+    def split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
+        ids = sorted({ex.problem.id for ex in examples})
+        random.Random(wcfg.seed).shuffle(ids)
+        held = set(ids[: max(1, int(len(ids) * wcfg.heldout_fraction))]) if ids else set()
+        return [ex for ex in examples if ex.problem.id not in held], [ex for ex in examples if ex.problem.id in held]
+
+    train_pol, held_pol = split(policy)
+    train_syn, held_syn = split(synthetic)
+    train, heldout = train_syn + train_pol, held_syn + held_pol
+    atomic_write_json(work / "examples.json", {"train": [_example_json(e) for e in train],
+                                               "heldout": [_example_json(e) for e in heldout]})
+    console.print(f"warmup: {len(train_syn)} synthetic + {len(train_pol)} policy training examples, "
+                  f"{len(heldout)} held out")
+
+    t0 = time.time()
+    before = evaluate_proposer(base, heldout, template, cfg.propose.max_prompt_tokens, sep, proposal_sampling)
+    timings["eval_before_s"] = time.time() - t0
+    rows = training_rows(train, base.tokenizer, template, cfg.propose.max_prompt_tokens, sep,
+                         cfg.model.chat_template_kwargs)
+    random.Random(wcfg.seed).shuffle(rows)
+    ctx.release_generators()
+
+    from intrain.training import train_sft
+
+    t0 = time.time()
+    result = train_sft(rows, cfg.model, wcfg.train, cfg.model.path, None, work, merge_lora=False)
+    timings["train_s"] = time.time() - t0
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _replace_dir(Path(result["path"]), out_dir)
+
+    t0 = time.time()
+    warmed = ctx.generator(cfg.model, cfg.model.path, adapter=str(out_dir))
+    after = evaluate_proposer(warmed, heldout, template, cfg.propose.max_prompt_tokens, sep, proposal_sampling)
+    timings["eval_after_s"] = time.time() - t0
+    # The warm-up must not wreck solving: the same held-out eval before and after.
+    from intrain.stages import evaluate
+
+    solve = {}
+    for label, adapter in (("pre-warmup", None), ("post-warmup", str(out_dir))):
+        stage = evaluate.run(ctx, label=label, model_path=cfg.model.path, adapter=adapter)
+        solve[label] = json.loads((stage.path / "eval.json").read_text())["overall"]
+    report = {"adapter": str(out_dir), "train_rows": len(rows), "heldout": len(heldout),
+              "policy_examples": len(policy), "synthetic_examples": len(synthetic), "training": result,
+              "proposer_before": before, "proposer_after": after, "solve": solve,
+              "timings": {k: round(v, 1) for k, v in timings.items()}}
+    atomic_write_json(work / "report.json", report)
+    atomic_write_json(out_dir / "warmup_report.json", {k: v for k, v in report.items() if k != "adapter"})
+    return report
+
+
+def _example_json(ex: Example) -> dict[str, Any]:
+    d = asdict(ex)
+    d["problem"] = asdict(ex.problem)
+    return d
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    import shutil
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)

@@ -1,0 +1,53 @@
+"""`intrain warmup` wiring on the tiny model: data from the checker, LoRA training, adapter saved, skill measured."""
+
+import json
+
+import yaml
+
+from intrain.cli import main
+from intrain.warmup import Example, corrected_step, synthetic_examples, target_text
+from intrain.data.arithmetic import first_wrong_substep
+from intrain.interventions import leaks_answer, parse_intervention
+
+
+def test_synthetic_targets_parse_back_to_the_true_location():
+    for ex in synthetic_examples(40, seed=5):
+        steps = ex.attempt.split("\n\n")
+        assert first_wrong_substep(steps) == ex.location
+        parsed = parse_intervention(target_text(ex), len(steps))
+        assert (parsed.status, parsed.location, parsed.content) == ("ok", ex.location, ex.intervention)
+        assert not leaks_answer(ex.intervention, ex.problem.answer)
+
+
+def test_corrected_step_redoes_the_false_equation_without_leaking():
+    assert corrected_step("Then 12 + 7 = 18 apples.", answer="25") == \
+        "Wait, let me recompute 12 + 7 carefully: 12 + 7 = 19."
+    step = corrected_step("So 19 - 5 = 13.", answer="14")
+    assert step is not None and "14" not in step and "19 - 5" in step
+    assert corrected_step("All good: 2 + 2 = 4.", answer="4") is None
+
+
+def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
+    cfg = {
+        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
+        "data": {"train": {"kind": "arithmetic", "size": 2, "seed": 1}, "eval": {"kind": "arithmetic", "size": 2, "seed": 2},
+                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        "sample": {"n": 1, "max_tokens": 8},
+        "propose": {"template": "compact", "max_prompt_tokens": 1024},
+        "eval": {"n": 2, "ks": [1], "max_tokens": 8},
+        "warmup": {"synthetic_examples": 10, "policy_problems": 2, "policy_samples": 1, "heldout_fraction": 0.3,
+                   "proposal_max_tokens": 8,
+                   "train": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 4, "per_device_batch_size": 2,
+                             "max_length": 2048, "lora": {"r": 4, "alpha": 8}}, "output": "adapter"},
+        "grading": {"workers": 1},
+        "output": {"run_dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["warmup", str(path)]) == 0
+    report = json.loads((tmp_path / "run" / "warmup" / "report.json").read_text())
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert report["train_rows"] > 0 and report["heldout"] > 0
+    assert set(report["solve"]) == {"pre-warmup", "post-warmup"}
+    for key in ("proposer_before", "proposer_after"):
+        assert 0 <= report[key]["parse_rate"] <= 1 and report[key]["n"] == report["heldout"]
