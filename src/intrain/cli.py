@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="checkpoint to evaluate (default: the configured policy)")
     ev.add_argument("--label", default=None, help="name of the evaluation (default: base, or the checkpoint's name)")
 
+    cmp = sub.add_parser("compare", help="InT against the paper's baselines under one RL budget")
+    _add_common(cmp)
+    cmp.add_argument("--arms", nargs="+", choices=["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"],
+                     help="arms to run (default: compare.arms)")
     _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
 
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
@@ -100,6 +104,10 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
         label = args.label or (Path(args.model).name if args.model else "base")
         stage = evaluate.run(ctx, label=label, model_path=args.model)
         sys.stdout.write((stage.path / "eval.md").read_text())
+    elif args.command == "compare":
+        from intrain import compare
+
+        compare.run(ctx, args.arms or list(ctx.config.compare.arms))
     elif args.command == "warmup":
         from intrain import warmup
 

@@ -80,6 +80,7 @@ class SourceConfig(Section):
     seed: int = Field(0, description="arithmetic: generator seed (train and eval sets must differ).")
     steps: tuple[int, int] = Field((2, 3), description="arithmetic: min and max operations per problem.")
     max_operand: int = Field(20, ge=2, description="arithmetic: largest operand.")
+    max_result: int = Field(1000, ge=2, description="arithmetic: largest intermediate or final value.")
     limit: int | None = Field(None, ge=1, description="Keep only the first N problems.")
 
     @model_validator(mode="after")
@@ -255,6 +256,8 @@ class WarmupConfig(Section):
     """Verification warm-up of a small proposer on the arithmetic family (`intrain warmup`, see warmup.py)."""
 
     synthetic_examples: int = Field(240, ge=0, description="Synthetic faulty attempts with a known first error.")
+    solution_examples: int = Field(
+        0, ge=0, description="Problem -> reference solution rows mixed in, teaching the family's answer format.")
     policy_problems: int = Field(48, ge=0, description="Problems the policy attempts; its checkable failures are used.")
     policy_samples: int = Field(4, ge=1, description="Attempts per policy problem.")
     heldout_fraction: float = Field(0.2, gt=0, lt=1, description="Problems held out to measure proposer skill.")
@@ -267,6 +270,16 @@ class WarmupConfig(Section):
         description="LoRA SFT settings for the warm-up.")
     output: str | None = Field(
         None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter.")
+
+
+class CompareConfig(Section):
+    """`intrain compare`: the paper's baselines against InT under one RL budget (see compare.py)."""
+
+    arms: list[Literal["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"]] = Field(
+        default_factory=lambda: ["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"],
+        description="Arms to run (CLI --arms overrides).")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="RL seeds per arm.")
+    hint_share: float = Field(0.5, gt=0, le=1, description="hint_rl: share of prompts that carry a reference prefix.")
 
 
 class GradingConfig(Section):
@@ -288,6 +301,7 @@ class Config(Section):
     rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 

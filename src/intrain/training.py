@@ -18,13 +18,31 @@ from intrain.engines.base import Request, render_ids
 from intrain.stages.common import user_message
 
 
-def sft_row(tokenizer, prompt_template: str, problem: str, target: str,
+def sft_row(tokenizer, prompt_template: str, problem: str, target: str, close_turn: bool = False,
             chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, list[int]]:
-    """problem -> target as token ids: the prompt (chat template + generation prompt) is loss-masked,
-    the target is trained on, and nothing (no end-of-turn, no EOS) follows it."""
+    """problem -> target as token ids, the prompt (chat template + generation prompt) loss-masked.
+
+    InT rows leave the turn open (`close_turn=False`): nothing, no end-of-turn and no EOS, follows
+    the target. Baselines that clone whole solutions close the turn with the template's own
+    end-of-turn tokens, which are trained on so the model learns to stop.
+    """
     prompt_ids = render_ids(tokenizer, Request(messages=user_message(prompt_template, problem)), chat_template_kwargs)
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    if close_turn:
+        target_ids = target_ids + end_of_turn_ids(tokenizer, target, chat_template_kwargs)
     return {"input_ids": prompt_ids + target_ids, "labels": [-100] * len(prompt_ids) + target_ids}
+
+
+def end_of_turn_ids(tokenizer, target: str, chat_template_kwargs: dict[str, Any] | None = None) -> list[int]:
+    """The tokens a chat template writes after an assistant message (e.g. `<|im_end|>\n`)."""
+    marker = "\x00END-OF-TARGET\x00"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False, **(chat_template_kwargs or {}))
+    if marker not in text:
+        return [tokenizer.eos_token_id]
+    suffix = text[text.index(marker) + len(marker):]
+    ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+    return ids or [tokenizer.eos_token_id]
 
 
 def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFTConfig, base_path: str,

@@ -6,7 +6,10 @@ that skill explicitly and reproducibly: a LoRA SFT on (problem, reference, numbe
 `<intervention>{...}</intervention>`, where a checker computes the true first wrong substep.
 Attempts come from two places: synthetic faulty attempts with a known slip, and the policy's own
 failed rollouts whose first false equation the checker finds (so the proposer sees attempts in the
-policy's own style). The warmed adapter is then both the policy and the proposer (`self`).
+policy's own style). Optionally, `solution_examples` problem -> reference rows teach the family's
+answer format (a 135M model rarely writes a `\boxed{}` answer unprompted). Warm-up problems never
+include the run's train or eval problems. The warmed adapter is then both the policy and the
+proposer (`self`), and every comparison starts from it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from intrain.config import Config
+from intrain.config import Config, SourceConfig
 from intrain.data import Problem
-from intrain.data.arithmetic import evaluate_expression, find_equations, first_wrong_substep, generate_arithmetic, make_faulty_attempt
+from intrain.data.arithmetic import (evaluate_expression, find_equations, first_wrong_substep, generate_arithmetic,
+                                     make_faulty_attempt)
 from intrain.engines.base import Generator, Request, SamplingParams
 from intrain.interventions import leaks_answer, parse_intervention
 from intrain.progress import console
@@ -28,6 +32,7 @@ from intrain.prompts import load_template, verify_prompt
 from intrain.stages.common import RunContext, user_message
 from intrain.steps import split_substeps
 from intrain.store import atomic_write_json
+from intrain.training import sft_row, train_sft
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,18 @@ class Example:
     origin: str         # "synthetic" | "policy"
 
 
-def synthetic_examples(n: int, seed: int) -> list[Example]:
+def family_problems(n: int, seed: int, source: SourceConfig, id_prefix: str, exclude: set[str]) -> list[Problem]:
+    """Problems of the configured arithmetic family, minus any whose text appears in `exclude`
+    (the run's train and eval problems, so the warm-up never sees an evaluation problem)."""
+    problems = generate_arithmetic(n, seed, steps=tuple(source.steps), max_operand=source.max_operand,
+                                   max_result=source.max_result, id_prefix=id_prefix)
+    return [p for p in problems if p.problem not in exclude]
+
+
+def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
     rng = random.Random(seed)
     examples = []
-    for problem in generate_arithmetic(n, seed, id_prefix="warmup-syn"):
+    for problem in problems:
         attempt, location, intervention = make_faulty_attempt(problem, rng)
         examples.append(Example(problem, attempt, location, intervention, "synthetic"))
     return examples
@@ -153,14 +166,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
                                        top_k=cfg.propose.top_k, max_tokens=wcfg.proposal_max_tokens, seed=wcfg.seed)
 
     t0 = time.time()
+    family = cfg.data.train
+    if family.kind != "arithmetic":
+        raise ValueError("warmup: data.train.kind must be 'arithmetic' (the warm-up's checker reads arithmetic)")
+    exclude = {p.problem for split in ("train", "eval") for p in ctx.problems(split)}
     base = ctx.generator(cfg.model, cfg.model.path, adapter=None)
-    problems = generate_arithmetic(wcfg.policy_problems, wcfg.seed + 1, steps=tuple(cfg.data.train.steps),
-                                   max_operand=cfg.data.train.max_operand, id_prefix="warmup-pol")
+    problems = family_problems(wcfg.policy_problems, wcfg.seed + 1, family, "warmup-pol", exclude)
     rollout_sampling = SamplingParams(temperature=cfg.sample.temperature, top_p=cfg.sample.top_p,
                                       top_k=cfg.sample.top_k, max_tokens=cfg.sample.max_tokens, seed=wcfg.seed)
     policy = policy_examples(base, ctx.grader, problems, cfg.data.prompt_template, wcfg.policy_samples,
                              rollout_sampling, sep)
-    synthetic = synthetic_examples(wcfg.synthetic_examples, wcfg.seed)
+    synthetic = synthetic_examples(family_problems(wcfg.synthetic_examples, wcfg.seed, family, "warmup-syn", exclude),
+                                   wcfg.seed)
+    solutions = family_problems(wcfg.solution_examples, wcfg.seed + 2, family, "warmup-sol", exclude)
     timings["collect_s"] = time.time() - t0
 
     # Hold out whole problems, from both origins, for the skill measurement.
@@ -183,10 +201,10 @@ def run(ctx: RunContext) -> dict[str, Any]:
     timings["eval_before_s"] = time.time() - t0
     rows = training_rows(train, base.tokenizer, template, cfg.propose.max_prompt_tokens, sep,
                          cfg.model.chat_template_kwargs)
+    rows += [sft_row(base.tokenizer, cfg.data.prompt_template, p.problem, p.reference_solution, close_turn=True,
+                     chat_template_kwargs=cfg.model.chat_template_kwargs) for p in solutions]
     random.Random(wcfg.seed).shuffle(rows)
     ctx.release_generators()
-
-    from intrain.training import train_sft
 
     t0 = time.time()
     result = train_sft(rows, cfg.model, wcfg.train, cfg.model.path, None, work, merge_lora=False)
@@ -206,6 +224,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         stage = evaluate.run(ctx, label=label, model_path=cfg.model.path, adapter=adapter)
         solve[label] = json.loads((stage.path / "eval.json").read_text())["overall"]
     report = {"adapter": str(out_dir), "train_rows": len(rows), "heldout": len(heldout),
+              "solution_examples": len(solutions),
               "policy_examples": len(policy), "synthetic_examples": len(synthetic), "training": result,
               "proposer_before": before, "proposer_after": after, "solve": solve,
               "timings": {k: round(v, 1) for k, v in timings.items()}}

@@ -1,8 +1,8 @@
 """`intrain run` end to end on the tiny model: sample -> eval -> propose -> filter -> sft -> eval.
 
 A random tiny model cannot verify attempts, so the proposer and the continuation sampler are a
-scripted stand-in wrapped around the real engine; sampling, evaluation, parsing, filtering,
-SFT (real TRL training of the tiny model) and the report all run for real.
+scripted stand-in (the `scripted` fixture) wrapped around the real engine; sampling, evaluation,
+parsing, filtering, SFT (real TRL training of the tiny model) and the report all run for real.
 """
 
 import json
@@ -13,48 +13,6 @@ import pytest
 import yaml
 
 from intrain.cli import main
-from intrain.data.arithmetic import generate_arithmetic
-from intrain.engines.base import Completion
-
-TRAIN = generate_arithmetic(4, seed=11)
-ANSWERS = {p.problem: p.answer for p in TRAIN}
-
-
-class ScriptedProposerAndContinuer:
-    """Delegates plain sampling to the real engine; scripts proposer replies and continuations."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.tokenizer = inner.tokenizer
-        self.calls = 0
-
-    def generate(self, requests, sampling, on_progress=None):
-        scripted = [r for r in requests if r.continue_final or "Student Attempt" in r.messages[-1]["content"]]
-        if not scripted:
-            return self.inner.generate(requests, sampling, on_progress)
-        out = []
-        for r in requests:
-            if r.continue_final:
-                problem = next(p for p in ANSWERS if p in r.messages[0]["content"])
-                # Every other problem's interventions lead to a correct answer.
-                good = sorted(ANSWERS).index(problem) % 2 == 0
-                text = f"so the result is \\boxed{{{ANSWERS[problem] if good else '-1'}}}"
-            else:
-                text = ('Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
-                        'First compute the first operation.", "location": 1}\n</intervention>')
-            out.append([Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)
-                        for _ in range(r.n)])
-            self.calls += 1
-        return out
-
-
-@pytest.fixture()
-def scripted(monkeypatch):
-    from intrain.stages import common
-
-    real = common.build_generator
-    monkeypatch.setattr(common, "build_generator", lambda *a, **k: ScriptedProposerAndContinuer(real(*a, **k)))
-
 
 def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     cfg = {
@@ -82,7 +40,6 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     assert funnel["proposals"] == 2 * funnel["failed attempts proposed on"]
     # Two proposals per attempt, one survives dedup; half the problems' continuations succeed.
     assert funnel["after dedup"] == funnel["failed attempts proposed on"]
-    failed_problems = {r["problem_id"] for r in pq.read_table(run / "sample" / "shard-00000.parquet").to_pylist()}
     assert 0 < funnel["kept by continuation filter"] < funnel["after dedup"]
     assert funnel["SFT rows"] == funnel["kept by continuation filter"]
     assert set(summary["eval"]) == {"base", "int-sft"}

@@ -6,12 +6,12 @@ import yaml
 
 from intrain.cli import main
 from intrain.warmup import Example, corrected_step, synthetic_examples, target_text
-from intrain.data.arithmetic import first_wrong_substep
+from intrain.data.arithmetic import first_wrong_substep, generate_arithmetic
 from intrain.interventions import leaks_answer, parse_intervention
 
 
 def test_synthetic_targets_parse_back_to_the_true_location():
-    for ex in synthetic_examples(40, seed=5):
+    for ex in synthetic_examples(generate_arithmetic(40, 5), seed=5):
         steps = ex.attempt.split("\n\n")
         assert first_wrong_substep(steps) == ex.location
         parsed = parse_intervention(target_text(ex), len(steps))
@@ -35,7 +35,7 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
         "sample": {"n": 1, "max_tokens": 8},
         "propose": {"template": "compact", "max_prompt_tokens": 1024},
         "eval": {"n": 2, "ks": [1], "max_tokens": 8},
-        "warmup": {"synthetic_examples": 10, "policy_problems": 2, "policy_samples": 1, "heldout_fraction": 0.3,
+        "warmup": {"synthetic_examples": 10, "solution_examples": 3, "policy_problems": 2, "policy_samples": 1, "heldout_fraction": 0.3,
                    "proposal_max_tokens": 8,
                    "train": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 4, "per_device_batch_size": 2,
                              "max_length": 2048, "lora": {"r": 4, "alpha": 8}}, "output": "adapter"},
@@ -47,7 +47,11 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert main(["warmup", str(path)]) == 0
     report = json.loads((tmp_path / "run" / "warmup" / "report.json").read_text())
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
-    assert report["train_rows"] > 0 and report["heldout"] > 0
+    assert report["train_rows"] > 0 and report["heldout"] > 0 and report["solution_examples"] == 3
+    examples = json.loads((tmp_path / "run" / "warmup" / "examples.json").read_text())
+    seen = {e["problem"]["problem"] for split in examples.values() for e in split}
+    from intrain.data.arithmetic import generate_arithmetic as gen
+    assert not seen & {p.problem for p in gen(2, 1) + gen(2, 2)}  # never a train or eval problem
     assert set(report["solve"]) == {"pre-warmup", "post-warmup"}
     for key in ("proposer_before", "proposer_after"):
         assert 0 <= report[key]["parse_rate"] <= 1 and report[key]["n"] == report["heldout"]

@@ -40,6 +40,12 @@ def load_template(name_or_path: str) -> ProposerTemplate:
     return ProposerTemplate(verify=jinja2.Template(path.read_text(), undefined=jinja2.StrictUndefined), solve=None)
 
 
+def render_reflection(problem: str, reference_solution: str, attempt: str) -> str:
+    """The self-reflection baseline's prompt: rewrite a failed attempt into a whole corrected solution."""
+    return _ENV.get_template("reflect.jinja").render(problem=problem, reference_solution=reference_solution,
+                                                     attempt=attempt)
+
+
 def solve_messages(template: ProposerTemplate, problem: str, reference_solution: str) -> list[dict[str, str]]:
     assert template.solve is not None
     return [{"role": "user", "content": template.solve.render(problem=problem, reference_solution=reference_solution)}]

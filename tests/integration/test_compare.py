@@ -1,0 +1,51 @@
+"""`intrain compare` end to end on the tiny model: every arm, two RL seeds, one table."""
+
+import json
+
+import yaml
+
+from intrain.cli import main
+
+
+def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
+    cfg = {
+        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
+        "data": {"train": {"kind": "arithmetic", "size": 4, "seed": 11},
+                 "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
+                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        "sample": {"n": 2, "max_tokens": 8, "shard_size": 4},
+        "propose": {"n": 1, "template": "compact", "max_prompt_tokens": 4096, "max_tokens": 8},
+        "filter": {"n": 2, "wave_size": 2},
+        "sft": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
+                "max_length": 1024},
+        "rl": {"steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6,
+               "learning_rate": 1e-4, "hint_fraction": 0.5},
+        "eval": {"n": 2, "ks": [1, 2], "max_tokens": 6},
+        "compare": {"seeds": [0, 1], "hint_share": 1.0},
+        "grading": {"workers": 1},
+        "output": {"run_dir": str(tmp_path / "run")},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["compare", str(path)]) == 0
+    run = tmp_path / "run"
+    result = json.loads((run / "compare.json").read_text())
+    summary = result["summary"]
+    assert set(summary) == {"base", "rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"}
+    for arm in ("rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"):
+        assert summary[arm]["seeds"] == [0, 1]
+        mean, spread = summary[arm]["pass@1"]
+        assert 0 <= mean <= 1 and spread >= 0
+        for seed in (0, 1):
+            assert (run / f"rl-{arm}-s{seed}" / "model" / "config.json").exists()
+            assert (run / f"eval-{arm}-s{seed}" / "eval.json").exists()
+    # SFT arms start RL from their own checkpoint; the reference arm always has rows to train on.
+    assert result["arms"]["sft_reference"]["init"].endswith("sft-reference/model")
+    assert result["arms"]["int"]["init"].endswith("sft/model")
+    assert result["arms"]["rl"]["init"] is None
+    hinted = json.loads((run / "rl-hint_rl-s0" / "manifest.json").read_text())["counts"]["hinted_problems"]
+    plain = json.loads((run / "rl-rl-s0" / "manifest.json").read_text())["counts"]["hinted_problems"]
+    assert hinted > 0 and plain == 0
+    assert summary["sft_reference"]["entropy_at_rl_start"] != summary["base"]["entropy_at_rl_start"]
+    assert (run / "rl_curves.png").exists()
+    assert "| int |" in (run / "compare.md").read_text()
