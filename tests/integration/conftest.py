@@ -44,3 +44,4 @@ def scripted(monkeypatch):
 
     real = common.build_generator
     monkeypatch.setattr(common, "build_generator", lambda *a, **k: ScriptedProposerAndContinuer(real(*a, **k)))
+

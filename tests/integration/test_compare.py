@@ -2,31 +2,24 @@
 
 import json
 
-import yaml
 
+from tiny_configs import write_config
 from intrain.cli import main
 
 
 def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
-    cfg = {
-        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
-        "data": {"train": {"kind": "arithmetic", "size": 4, "seed": 11},
-                 "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
-        "sample": {"n": 2, "max_tokens": 8, "shard_size": 4},
-        "propose": {"n": 1, "template": "compact", "max_prompt_tokens": 4096, "max_tokens": 8},
-        "filter": {"n": 2, "wave_size": 2},
-        "sft": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
-                "max_length": 1024},
-        "rl": {"steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6,
-               "learning_rate": 1e-4, "hint_fraction": 0.5},
-        "eval": {"n": 2, "ks": [1, 2], "max_tokens": 6},
-        "compare": {"seeds": [0, 1], "hint_share": 1.0},
-        "grading": {"workers": 1},
-        "output": {"run_dir": str(tmp_path / "run")},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(
+        tmp_path, tiny_model_dir,
+        sample={"n": 2, "max_tokens": 8, "shard_size": 4},
+        propose={"n": 1, "template": "compact", "max_prompt_tokens": 4096, "max_tokens": 8},
+        filter={"n": 2, "wave_size": 2},
+        sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
+             "max_length": 1024},
+        rl={"steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6, "learning_rate": 1e-4,
+            "hint_fraction": 0.5},
+        eval={"n": 2, "ks": [1, 2], "max_tokens": 6},
+        compare={"seeds": [0, 1], "hint_share": 1.0},
+    )
     assert main(["compare", str(path)]) == 0
     run = tmp_path / "run"
     result = json.loads((run / "compare.json").read_text())

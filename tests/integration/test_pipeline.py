@@ -10,27 +10,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
+from tiny_configs import write_config
 from intrain.cli import main
 
 def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
-    cfg = {
-        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
-        "data": {"train": {"kind": "arithmetic", "size": 4, "seed": 11},
-                 "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
-        "sample": {"n": 2, "max_tokens": 10, "shard_size": 2},
-        "propose": {"n": 2, "template": "compact", "max_prompt_tokens": 4096, "shard_size": 3},
-        "filter": {"n": 4, "wave_size": 2, "diagnose": False, "shard_size": 4},
-        "sft": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
-                "max_length": 1024, "save_steps": 100},
-        "eval": {"n": 2, "ks": [1, 2], "max_tokens": 8, "shard_size": 2},
-        "grading": {"workers": 1},
-        "output": {"run_dir": str(tmp_path / "run")},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(
+        tmp_path, tiny_model_dir,
+        sample={"n": 2, "max_tokens": 10, "shard_size": 2},
+        propose={"n": 2, "template": "compact", "max_prompt_tokens": 4096, "shard_size": 3},
+        filter={"n": 4, "wave_size": 2, "diagnose": False, "shard_size": 4},
+        sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
+             "max_length": 1024, "save_steps": 100},
+        eval={"n": 2, "ks": [1, 2], "max_tokens": 8, "shard_size": 2},
+    )
     assert main(["run", str(path)]) == 0
     run = tmp_path / "run"
 

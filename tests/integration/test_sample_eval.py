@@ -9,31 +9,23 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tiny_configs import write_config
 from intrain.cli import main
 
 
-def write_config(tmp_path: Path, model_dir: str, **sections) -> Path:
-    cfg = {
-        "model": {"path": model_dir, "device": "cpu", "batch_size": 8},
-        "data": {"train": {"kind": "arithmetic", "size": 6, "seed": 1},
-                 "eval": {"kind": "arithmetic", "size": 4, "seed": 2},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
-        "sample": {"n": 2, "max_tokens": 12, "shard_size": 2},
-        "eval": {"n": 3, "ks": [1, 2], "max_tokens": 12, "shard_size": 2},
-        "grading": {"workers": 1, "timeout_s": 10},
-        "output": {"run_dir": str(tmp_path / "run")},
-    }
+def sample_config(tmp_path: Path, model_dir: str, **sections) -> Path:
+    base = {"data": {"train": {"kind": "arithmetic", "size": 6, "seed": 1},
+                     "eval": {"kind": "arithmetic", "size": 4, "seed": 2}},
+            "sample": {"n": 2, "max_tokens": 12, "shard_size": 2},
+            "eval": {"n": 3, "ks": [1, 2], "max_tokens": 12, "shard_size": 2}}
     for name, values in sections.items():
-        cfg[name].update(values)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        base[name] = {**base.get(name, {}), **values}
+    return Path(write_config(tmp_path, model_dir, **base))
 
 
 def test_sample_then_eval(tmp_path, tiny_model_dir, capsys):
-    config = write_config(tmp_path, tiny_model_dir)
+    config = sample_config(tmp_path, tiny_model_dir)
     assert main(["sample", str(config)]) == 0
     run = tmp_path / "run"
     manifest = json.loads((run / "sample" / "manifest.json").read_text())
@@ -58,7 +50,7 @@ def test_sample_then_eval(tmp_path, tiny_model_dir, capsys):
 
 
 def test_rerun_skips_and_changed_config_refuses(tmp_path, tiny_model_dir, capsys):
-    config = write_config(tmp_path, tiny_model_dir)
+    config = sample_config(tmp_path, tiny_model_dir)
     assert main(["sample", str(config)]) == 0
     first = (tmp_path / "run" / "sample" / "shard-00000.parquet").stat().st_mtime_ns
     assert main(["sample", str(config)]) == 0
@@ -71,7 +63,7 @@ def test_rerun_skips_and_changed_config_refuses(tmp_path, tiny_model_dir, capsys
 def test_bad_data_is_one_line_error(tmp_path, tiny_model_dir, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "problem": "1+1?", "answer": "2"}\n{"id": "b", "problem": "", "answer": "3"}\n')
-    config = write_config(tmp_path, tiny_model_dir)
+    config = sample_config(tmp_path, tiny_model_dir)
     code = main(["sample", str(config), "--set", f"data.train={{kind: file, path: {bad}}}"])
     err = capsys.readouterr().err
     assert code == 2 and "b" in err and len(err.strip().splitlines()) == 1
@@ -85,7 +77,7 @@ def _rows(run_dir: Path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_model_dir):
-    config = write_config(tmp_path, tiny_model_dir, sample={"n": 2, "max_tokens": 24, "shard_size": 1},
+    config = sample_config(tmp_path, tiny_model_dir, sample={"n": 2, "max_tokens": 24, "shard_size": 1},
                           data={"train": {"kind": "arithmetic", "size": 8, "seed": 3}})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "intrain.cli", "sample", str(config)]

@@ -2,8 +2,8 @@
 
 import json
 
-import yaml
 
+from tiny_configs import write_config
 from intrain.cli import main
 from intrain.warmup import Example, corrected_step, synthetic_examples, target_text
 from intrain.data.arithmetic import first_wrong_substep, generate_arithmetic
@@ -28,22 +28,18 @@ def test_corrected_step_redoes_the_false_equation_without_leaking():
 
 
 def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
-    cfg = {
-        "model": {"path": tiny_model_dir, "device": "cpu", "batch_size": 8},
-        "data": {"train": {"kind": "arithmetic", "size": 2, "seed": 1}, "eval": {"kind": "arithmetic", "size": 2, "seed": 2},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
-        "sample": {"n": 1, "max_tokens": 8},
-        "propose": {"template": "compact", "max_prompt_tokens": 1024},
-        "eval": {"n": 2, "ks": [1], "max_tokens": 8},
-        "warmup": {"synthetic_examples": 10, "solution_examples": 3, "policy_problems": 2, "policy_samples": 1, "heldout_fraction": 0.3,
-                   "proposal_max_tokens": 8,
-                   "train": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 4, "per_device_batch_size": 2,
-                             "max_length": 2048, "lora": {"r": 4, "alpha": 8}}, "output": "adapter"},
-        "grading": {"workers": 1},
-        "output": {"run_dir": str(tmp_path / "run")},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(
+        tmp_path, tiny_model_dir,
+        data={"train": {"kind": "arithmetic", "size": 2, "seed": 1}, "eval": {"kind": "arithmetic", "size": 2, "seed": 2},
+              "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        sample={"n": 1, "max_tokens": 8},
+        propose={"template": "compact", "max_prompt_tokens": 1024},
+        eval={"n": 2, "ks": [1], "max_tokens": 8},
+        warmup={"synthetic_examples": 10, "solution_examples": 3, "policy_problems": 2, "policy_samples": 1,
+                "heldout_fraction": 0.3, "proposal_max_tokens": 8, "output": "adapter",
+                "train": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 4, "per_device_batch_size": 2,
+                          "max_length": 2048, "lora": {"r": 4, "alpha": 8}}},
+    )
     assert main(["warmup", str(path)]) == 0
     report = json.loads((tmp_path / "run" / "warmup" / "report.json").read_text())
     assert (tmp_path / "adapter" / "adapter_config.json").exists()

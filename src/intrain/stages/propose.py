@@ -14,6 +14,7 @@ from typing import Any
 
 from intrain.config import ProposerConfig, fingerprint
 from intrain.engines.base import Generator, Request
+from intrain.models import load_tokenizer
 from intrain.interventions import dedup, guided_prefix, leaks_answer, parse_intervention
 from intrain.progress import StageProgress, console
 from intrain.prompts import load_template, solve_messages, verify_prompt
@@ -42,7 +43,7 @@ def run(ctx: RunContext) -> Stage:
     attempts = failed_attempts(read_stage_rows(ctx.run_dir, sample.NAME), pcfg.max_attempts)
     template = load_template(pcfg.template)
     proposer = proposer_generator(ctx, pcfg.proposer)
-    tokenizer = ctx.generator(cfg.model).tokenizer  # prompt budgets are counted in the policy's tokens
+    tokenizer = load_tokenizer(cfg.model.path)  # budgets in the policy's tokens, whoever proposes
     timings = {"generate_s": 0.0}
     turns = 2 if template.two_turn else 1
     with StageProgress("propose", total=len(attempts) * (pcfg.n + (1 if turns == 2 else 0))) as progress:
