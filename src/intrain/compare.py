@@ -11,7 +11,8 @@ evaluated on the same held-out problems with the same sampling (the `eval` secti
   int             InT: SFT on own prefix + self-proposed intervention, then RL
 
 Shared artifacts (base rollouts, base eval, SFT checkpoints) are computed once; RL and its eval
-run once per seed in `compare.seeds`, and the table reports the mean and the spread over seeds.
+run once per seed in `compare.seeds` (`compare.baseline_seeds` for the arms other than int and rl),
+and the table reports the mean and the spread over seeds.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
                                       "entropy": mean_token_entropy(ctx, None, base_rows)}}
     for arm in arms:
         init, stages = prepare_init(ctx, arm)
-        entry: dict[str, Any] = {"init": init, "seeds": list(cfg.compare.seeds), "eval": [], "rl": [],
+        seeds = cfg.compare.seeds if arm in ("int", "rl") else (cfg.compare.baseline_seeds or cfg.compare.seeds)
+        entry: dict[str, Any] = {"init": init, "seeds": list(seeds), "eval": [], "rl": [],
                                  "stages": list(stages), "entropy": mean_token_entropy(ctx, init, base_rows)}
-        for seed in cfg.compare.seeds:
+        for seed in seeds:
             seeded = ctx.config.model_copy(update={"rl": cfg.rl.model_copy(update={"seed": seed})})
             ctx.config = seeded
             try:

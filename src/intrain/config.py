@@ -279,6 +279,8 @@ class CompareConfig(Section):
         default_factory=lambda: ["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"],
         description="Arms to run (CLI --arms overrides).")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="RL seeds per arm.")
+    baseline_seeds: list[int] | None = Field(
+        None, description="RL seeds for the arms other than int and rl, to save compute; None = `seeds`.")
     hint_share: float = Field(0.5, gt=0, le=1, description="hint_rl: share of prompts that carry a reference prefix.")
 
 

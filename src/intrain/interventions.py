@@ -7,7 +7,10 @@ The proposer ends its answer with::
     </intervention>
 
 Model output is messy, so :func:`parse_intervention` is a ladder of increasingly
-tolerant attempts.  Nothing here ever calls ``eval``/``exec`` on model text
+tolerant attempts. The module is long for that reason alone: each rung repairs a failure seen in
+real proposer output, and they share the block extraction and the LaTeX-aware escape handling.
+:func:`leak_normal_form` differs from ``grading.normalize_answer`` on purpose: it serves substring
+search (leaks), not equality, so it keeps word boundaries and rewrites fractions.  Nothing here ever calls ``eval``/``exec`` on model text
 (``ast.literal_eval`` is used as one attempt; it only builds literals).
 
 Design decisions
@@ -70,7 +73,7 @@ __all__ = [
     "unescape_model_string",
     "double_newlines",
     "guided_prefix",
-    "normalize_answer",
+    "leak_normal_form",
     "leaks_answer",
     "dedup",
 ]
@@ -685,7 +688,7 @@ _WRAPPER_CMDS = re.compile(
 )
 
 
-def normalize_answer(text: str) -> str:
+def leak_normal_form(text: str) -> str:
     r"""Normalisation shared by gold answers and intervention content for leak checks.
 
     Lowercase; ``\dfrac``/``\tfrac`` -> ``\frac``; ``\frac{a}{b}`` -> ``a/b``;
@@ -719,7 +722,7 @@ _WORD_GOLD = re.compile(r"[a-z0-9]+")
 def leaks_answer(content: str, gold_answer: str) -> bool:
     r"""True when the (normalised) gold answer occurs in the (normalised) content.
 
-    * Both sides go through :func:`normalize_answer` (so ``\dfrac{1}{2}``,
+    * Both sides go through :func:`leak_normal_form` (so ``\dfrac{1}{2}``,
       ``\frac12`` and ``1/2`` agree, ``$\boxed{42}$`` contains ``42``).
     * Numeric golds (``4``, ``-3``, ``2.5``, ``3/4``) use number boundaries: the
       match may not be preceded by a digit, ``.``, ``/``, ``_`` or ``^``, nor
@@ -730,10 +733,10 @@ def leaks_answer(content: str, gold_answer: str) -> bool:
       letters/digits on either side; anything else is a plain substring test.
     * An empty gold never leaks.  No numeric equivalence (``0.5`` vs ``1/2``).
     """
-    gold = normalize_answer(gold_answer or "")
+    gold = leak_normal_form(gold_answer or "")
     if not gold:
         return False
-    text = normalize_answer(content or "")
+    text = leak_normal_form(content or "")
     if _NUMERIC_GOLD.fullmatch(gold):
         pat = rf"(?<![0-9./_^]){re.escape(gold)}(?![0-9/])(?!\.[0-9])"
         return re.search(pat, text) is not None

@@ -12,7 +12,7 @@ from intrain.interventions import (
     extract_last_block,
     guided_prefix,
     leaks_answer,
-    normalize_answer,
+    leak_normal_form,
     parse_intervention,
     unescape_model_string,
 )
@@ -401,9 +401,9 @@ def test_leaks_answer(content, gold, expected):
 
 
 def test_normalize_answer_examples():
-    assert normalize_answer(r"$\boxed{\dfrac{1}{2}}$") == "1/2"
-    assert normalize_answer(r"\frac{a+b}{2}") == "(a+b)/2"
-    assert normalize_answer("  X  Y ") == "x y"
+    assert leak_normal_form(r"$\boxed{\dfrac{1}{2}}$") == "1/2"
+    assert leak_normal_form(r"\frac{a+b}{2}") == "(a+b)/2"
+    assert leak_normal_form("  X  Y ") == "x y"
 
 
 # --------------------------------------------------------------------------- #
