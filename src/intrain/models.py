@@ -219,7 +219,11 @@ def merge_adapter(model: Any, adapter: str) -> Any:
     if not os.path.isdir(adapter_path):
         raise FileNotFoundError(f"adapter folder not found: {adapter}")
     peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
-    return peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload()
+    # PEFT froze the base weights while wrapping them; the merged model is a plain model that SFT
+    # and RL go on to train.
+    merged.requires_grad_(True)
+    return merged
 
 
 def _local_kwargs(path: str) -> dict:

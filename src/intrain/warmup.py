@@ -57,6 +57,7 @@ def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
     examples = []
     for problem in problems:
         attempt, location, intervention = make_faulty_attempt(problem, rng)
+        intervention = with_plan(intervention, problem.reference_solution, problem.answer)
         examples.append(Example(problem, attempt, location, intervention, "synthetic"))
     return examples
 
@@ -79,6 +80,7 @@ def policy_examples(generator: Generator, grader, problems: list[Problem], promp
                 continue  # a wrong answer without a false equation: the checker cannot say where
             intervention = corrected_step(steps[location - 1].text, problem.answer)
             if intervention:
+                intervention = with_plan(intervention, problem.reference_solution, problem.answer)
                 examples.append(Example(problem, completion.text, location, intervention, "policy"))
     return examples
 
@@ -96,6 +98,26 @@ def corrected_step(step_text: str, answer: str) -> str | None:
             step = f"Wait, let me recompute {lhs_text} carefully, one operation at a time."
         return step
     return None
+
+
+def with_plan(step: str, reference_solution: str, answer: str) -> str:
+    """The corrected step plus a sketch of the operations still to do, read off the reference.
+
+    The paper's interventions give "concrete guidance / a sketch of the next steps" without the
+    answer. A bare corrected step is not enough for a 135M model: it tends to box the value it
+    just recomputed. The reference step whose result the corrected step reaches anchors the plan;
+    without such an anchor (or if the plan would leak the answer) the step stays as it is.
+    """
+    reference = find_equations(reference_solution)
+    corrected = find_equations(step)
+    if not corrected or not reference:
+        return step
+    value = evaluate_expression(corrected[-1].lhs)
+    anchor = next((i for i, eq in enumerate(reference) if evaluate_expression(eq.rhs) == value), None)
+    if value is None or anchor is None or anchor == len(reference) - 1:
+        return step
+    plan = f"{step} Next I need {', then '.join(eq.lhs.strip() for eq in reference[anchor + 1:])}."
+    return step if leaks_answer(plan, answer) else plan
 
 
 def target_text(example: Example) -> str:

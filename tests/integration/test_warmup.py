@@ -5,7 +5,7 @@ import json
 
 from tiny_configs import write_config
 from intrain.cli import main
-from intrain.warmup import Example, corrected_step, synthetic_examples, target_text
+from intrain.warmup import corrected_step, synthetic_examples, target_text, with_plan
 from intrain.data.arithmetic import first_wrong_substep, generate_arithmetic
 from intrain.interventions import leaks_answer, parse_intervention
 
@@ -25,6 +25,17 @@ def test_corrected_step_redoes_the_false_equation_without_leaking():
     step = corrected_step("So 19 - 5 = 13.", answer="14")
     assert step is not None and "14" not in step and "19 - 5" in step
     assert corrected_step("All good: 2 + 2 = 4.", answer="4") is None
+
+
+def test_plan_sketches_the_remaining_operations_without_the_answer():
+    reference = "First, 2 * 8 = 16.\n\nThen, 16 * 2 = 32.\n\nThen, 32 - 5 = 27.\n\nThe final answer is \\boxed{27}."
+    step = "Wait, let me recompute 2 * 8 carefully: 2 * 8 = 16."
+    assert with_plan(step, reference, "27") == step + " Next I need 16 * 2, then 32 - 5."
+    last = "Wait, let me recompute 32 - 5 carefully, one operation at a time."
+    assert with_plan(last, reference, "27") == last  # nothing left to sketch
+    assert with_plan("Wait, 3 + 4 = 7.", reference, "27") == "Wait, 3 + 4 = 7."  # no anchor in the reference
+    for ex in synthetic_examples(generate_arithmetic(60, 9), seed=9):
+        assert not leaks_answer(ex.intervention, ex.problem.answer)
 
 
 def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):

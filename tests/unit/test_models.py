@@ -67,6 +67,8 @@ def test_adapter_is_merged(tiny_model_dir, tmp_path):
     merged, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu", adapter=str(adapter_dir))
     assert type(merged).__name__ == "Qwen3ForCausalLM"  # plain model, no PEFT wrapper left
     assert not any("lora" in name for name, _ in merged.named_parameters())
+    # Merged checkpoints are trained next (SFT, RL): nothing may stay frozen from the PEFT wrapper.
+    assert all(p.requires_grad for p in merged.parameters())
     merged_q = merged.model.layers[0].self_attn.q_proj.weight
     assert not torch.allclose(merged_q, base_q)
     fresh, _ = load_model_and_tokenizer(tiny_model_dir, device="cpu")
