@@ -1,7 +1,8 @@
 """Wall time of `intrain demo` (the README's main job) from a fresh run directory, per stage.
 
 The embedded model's one-time conversion is done first and not counted (a second `make demo`
-never pays it). Writes bench/results/demo.json.
+never pays it). Writes bench/results/demo.json. `--keep DIR` runs in DIR and keeps it (e.g. to
+run `intrain compare demo --run-dir DIR` on the same shared stages afterwards).
 """
 
 import json
@@ -21,7 +22,10 @@ def main() -> None:
     from intrain.models import resolve_model_path
 
     resolve_model_path("embedded:smollm2")
-    run_dir = Path(tempfile.mkdtemp(prefix="intrain-demo-"))
+    keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
+    run_dir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="intrain-demo-"))
+    if keep and run_dir.exists():
+        raise SystemExit(f"{run_dir} exists; the benchmark needs a fresh run directory")
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "intrain.cli", "demo", "--run-dir", str(run_dir)], check=True)
     wall = time.time() - t0
@@ -32,7 +36,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    shutil.rmtree(run_dir)
+    if not keep:
+        shutil.rmtree(run_dir)
 
 
 if __name__ == "__main__":

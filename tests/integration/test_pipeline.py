@@ -22,6 +22,7 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
         filter={"n": 4, "wave_size": 2, "diagnose": False, "shard_size": 4},
         sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
              "max_length": 1024, "save_steps": 100},
+        rl={"enabled": True, "steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6},
         eval={"n": 2, "ks": [1, 2], "max_tokens": 8, "shard_size": 2},
     )
     assert main(["run", str(path)]) == 0
@@ -35,7 +36,10 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     assert funnel["after dedup"] == funnel["failed attempts proposed on"]
     assert 0 < funnel["kept by continuation filter"] < funnel["after dedup"]
     assert funnel["SFT rows"] == funnel["kept by continuation filter"]
-    assert set(summary["eval"]) == {"base", "int-sft"}
+    assert set(summary["eval"]) == {"base", "int-sft", "int-rl"}
+    # RL starts from the InT checkpoint, under the stage name `intrain compare` reuses.
+    rl_manifest = json.loads((run / "rl-int-s0" / "manifest.json").read_text())
+    assert rl_manifest["init_model"].endswith("sft/model") and rl_manifest["counts"]["steps"] == 1
 
     filtered = [r for p in sorted((run / "filter").glob("shard-*.parquet")) for r in pq.read_table(p).to_pylist()]
     for r in filtered:
@@ -52,7 +56,7 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
         assert target[-1] != tok.eos_token_id
         assert r["labels"][: len(r["input_ids"]) - len(target)] == [-100] * (len(r["input_ids"]) - len(target))
     assert (run / "sft" / "model" / "config.json").exists()
-    assert "| int-sft |" in (run / "report.md").read_text()
+    assert "| int-sft |" in (run / "report.md").read_text() and "| int-rl |" in (run / "report.md").read_text()
     out = capsys.readouterr().out
     # A second run resumes everything and changes nothing.
     mtime = (run / "sft" / "model" / "config.json").stat().st_mtime_ns
