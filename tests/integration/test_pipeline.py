@@ -13,6 +13,7 @@ import pytest
 
 from tiny_configs import write_config
 from intrain.cli import main
+from intrain.steps import split_substeps
 
 def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     path = write_config(
@@ -62,3 +63,27 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     mtime = (run / "sft" / "model" / "config.json").stat().st_mtime_ns
     assert main(["run", str(path)]) == 0
     assert (run / "sft" / "model" / "config.json").stat().st_mtime_ns == mtime
+
+
+def test_filter_diagnose_compares_intervention_with_original_step(tmp_path, tiny_model_dir, scripted):
+    path = write_config(
+        tmp_path, tiny_model_dir,
+        sample={"n": 2, "max_tokens": 8},
+        propose={"n": 1, "template": "compact", "max_prompt_tokens": 4096},
+        filter={"n": 4, "wave_size": 2, "diagnose": True},
+    )
+    for stage in ("sample", "propose", "filter"):
+        assert main([stage, path]) == 0
+    run = tmp_path / "run"
+    rows = [r for p in sorted((run / "filter").glob("shard-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert rows
+    for r in rows:
+        # No early stopping in diagnose mode: both prefixes get all n continuations.
+        assert r["continuations"] == 4 and r["original_continuations"] == 4
+        flagged = split_substeps(r["attempt"])[r["location"] - 1]
+        assert r["original_step_prefix"] == r["attempt"][: flagged.end]
+    counts = json.loads((run / "filter" / "manifest.json").read_text())["counts"]
+    assert {"intervention_coverage", "intervention_accuracy", "original_step_coverage",
+            "original_step_accuracy"} <= set(counts)
+    # The scripted continuer answers by problem, whatever the prefix: both sides must agree.
+    assert counts["intervention_accuracy"] == counts["original_step_accuracy"] > 0
