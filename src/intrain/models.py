@@ -194,7 +194,6 @@ def load_model_and_tokenizer(
     The model is in eval mode on ``device``. The tokenizer has a pad token (eos as fallback) and
     pads on the left.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(path_or_spec)

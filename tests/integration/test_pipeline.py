@@ -6,10 +6,8 @@ parsing, filtering, SFT (real TRL training of the tiny model) and the report all
 """
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from tiny_configs import write_config
 from intrain.cli import main
@@ -58,7 +56,8 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
         assert r["labels"][: len(r["input_ids"]) - len(target)] == [-100] * (len(r["input_ids"]) - len(target))
     assert (run / "sft" / "model" / "config.json").exists()
     assert "| int-sft |" in (run / "report.md").read_text() and "| int-rl |" in (run / "report.md").read_text()
-    out = capsys.readouterr().out
+    printed = capsys.readouterr().err  # the funnel and the table are printed for the user
+    assert "kept by continuation filter" in printed and "| int-rl |" in printed
     # A second run resumes everything and changes nothing.
     mtime = (run / "sft" / "model" / "config.json").stat().st_mtime_ns
     assert main(["run", str(path)]) == 0

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tiny_configs import write_config
 from intrain.cli import main
