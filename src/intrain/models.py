@@ -210,6 +210,13 @@ def load_model_and_tokenizer(
     return model, tok
 
 
+def load_for_training(path_or_spec: str, device: str, dtype: str, adapter: str | None = None) -> tuple[Any, Any]:
+    """Load a model to train: float32 master weights unless `dtype` is set explicitly. At lr 1e-6 most
+    bf16 weight updates round away; on CUDA the trainers' bf16 autocast still runs matmuls in bf16."""
+    return load_model_and_tokenizer(path_or_spec, device=device, dtype="float32" if dtype == "auto" else dtype,
+                                    adapter=adapter)
+
+
 def merge_adapter(model: Any, adapter: str) -> Any:
     """Merge a PEFT (LoRA) adapter directory into ``model`` and return the plain merged model."""
     from peft import PeftModel

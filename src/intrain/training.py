@@ -57,12 +57,10 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from intrain.models import load_model_and_tokenizer, pick_device
+    from intrain.models import load_for_training, pick_device
 
     device = pick_device(model_cfg.device)
-    # Master weights stay float32 (bf16 autocast on GPU): at lr 1e-6 most bf16 weight updates round away.
-    dtype = "float32" if model_cfg.dtype == "auto" else model_cfg.dtype
-    model, tokenizer = load_model_and_tokenizer(base_path, device=device, dtype=dtype, adapter=base_adapter)
+    model, tokenizer = load_for_training(base_path, device, model_cfg.dtype, base_adapter)
     tokenizer.padding_side = "right"
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * world))

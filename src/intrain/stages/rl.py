@@ -249,7 +249,7 @@ def train_grpo(rows: list[dict[str, Any]], rl: RLConfig, model_cfg: ModelConfig,
     import torch
     from datasets import Dataset
 
-    from intrain.models import load_model_and_tokenizer, pick_device
+    from intrain.models import load_for_training, pick_device
 
     if len(rows) < rl.prompts_per_step:
         raise ValueError(f"rl: {len(rows)} training problems, fewer than prompts_per_step={rl.prompts_per_step}")
@@ -257,10 +257,7 @@ def train_grpo(rows: list[dict[str, Any]], rl: RLConfig, model_cfg: ModelConfig,
     vllm = want_vllm(rl.use_vllm)
     if vllm and device != "cuda":
         raise ValueError("rl.use_vllm: vLLM generation needs a CUDA device")
-    # Train in float32 unless a dtype is set: with bf16 weights an lr-1e-6 update is mostly rounded
-    # away. On CUDA, bf16 autocast (GRPOConfig.bf16) still runs the matmuls in bf16.
-    dtype = "float32" if model_cfg.dtype == "auto" else model_cfg.dtype
-    model, tokenizer = load_model_and_tokenizer(init_model, device=device, dtype=dtype, adapter=init_adapter)
+    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
     checkpoints = output_dir / "checkpoints"
     args = grpo_args(rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=world)
