@@ -130,10 +130,7 @@ class Stage:
         return pq.read_table(self.shard_path(index)).to_pylist()
 
     def rows(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for path in self.shard_paths():
-            out.extend(pq.read_table(path).to_pylist())
-        return out
+        return _read_shards(self.path)
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
@@ -152,6 +149,10 @@ def read_stage_rows(run_dir: Path, name: str) -> list[dict[str, Any]]:
     manifest = folder / "manifest.json"
     if not manifest.exists() or json.loads(manifest.read_text()).get("status") != "complete":
         raise FileNotFoundError(f"stage '{name}' has not finished in {run_dir}; run it first")
+    return _read_shards(folder)
+
+
+def _read_shards(folder: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("shard-*.parquet")):
         out.extend(pq.read_table(path).to_pylist())
