@@ -1,20 +1,22 @@
 """`train_sft` on the tiny model: an interrupted run resumes from its last checkpoint, and LoRA saving.
 
 8 rows, batch 2 (no accumulation), 2 epochs: 8 optimizer steps, a checkpoint after each. The first
-run is killed right after checkpoint-3 is written; the re-run must train steps 4..8 only and end on
-the same weights as an uninterrupted run (Trainer restores optimizer, scheduler and RNG state and
-skips the batches already seen in the interrupted epoch).
+run is killed right after checkpoint-3 is written, and a half-written checkpoint-4 (everything but
+trainer_state.json) is left beside it; the re-run must resume from checkpoint-3, train steps 4..8
+only and end on the same weights as an uninterrupted run (Trainer restores optimizer, scheduler and
+RNG state and skips the batches already seen in the interrupted epoch).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from intrain.config import LoraConfig, ModelConfig, SFTConfig
-from intrain.training import sft_row, train_sft
+from intrain.training.sft import sft_row, train_sft
 
 STEPS = 8  # 8 rows / batch 2 x 2 epochs
 
@@ -54,6 +56,15 @@ def with_callback(monkeypatch, callback) -> None:
             self.add_callback(callback)
 
     monkeypatch.setattr(trl, "SFTTrainer", ProbedSFTTrainer)
+
+
+def half_written_copy(checkpoint: Path, name: str) -> None:
+    """A checkpoint killed mid-save: every file but trainer_state.json, which Trainer writes last."""
+    half = checkpoint.parent / name
+    half.mkdir()
+    for f in checkpoint.iterdir():
+        if f.is_file() and f.name != "trainer_state.json":
+            shutil.copy(f, half / f.name)
 
 
 def load_weights(path: Path) -> dict:
@@ -104,6 +115,8 @@ def test_interrupted_run_resumes(rows, tiny_model_dir, tmp_path, monkeypatch, un
     assert first.steps == [1, 2, 3]
     assert (tmp_path / "checkpoints" / "checkpoint-3").is_dir()
     assert not (tmp_path / "model").exists()
+    # transformers' resume_from_checkpoint=True would pick checkpoint-4 and fail on it every re-run.
+    half_written_copy(tmp_path / "checkpoints" / "checkpoint-3", "checkpoint-4")
 
     monkeypatch.undo()
     second = make_callback()
@@ -111,6 +124,8 @@ def test_interrupted_run_resumes(rows, tiny_model_dir, tmp_path, monkeypatch, un
     result = train_sft(rows, MODEL, SFT, tiny_model_dir, None, tmp_path)
     assert result["resumed"] is True and result["steps"] == STEPS
     assert second.steps == [4, 5, 6, 7, 8]  # continued from checkpoint-3, nothing redone
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert kept == [f"checkpoint-{STEPS - 1}", f"checkpoint-{STEPS}"]
 
     # The log holds the restored history of steps 1-3 plus the new steps, each step once.
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]

@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 from transformers import AutoTokenizer
 
-from intrain.training import end_of_turn_ids, sft_row
+from intrain.training.sft import end_of_turn_ids, sft_row
 
 TEMPLATE = "{problem}\nPut your final answer within \\boxed{}."
 PROBLEM = "What is 2 + 3?"

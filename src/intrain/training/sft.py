@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from intrain.config import ModelConfig, SFTConfig
 from intrain.engines.base import Request, render_ids
 from intrain.stages.common import user_message
+from intrain.training.args import num_processes, trainer_args
+from intrain.training.checkpoints import last_complete_checkpoint
 
 
 def sft_row(tokenizer, prompt_template: str, problem: str, target: str, close_turn: bool = False,
@@ -50,9 +51,8 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     """Fine-tune `base_path` (+ merged `base_adapter`) on `rows`; save an HF folder at output_dir/model.
 
     Checkpoints go to output_dir/checkpoints every `sft.save_steps` steps and a re-run resumes from
-    the last one. With LoRA and merge_lora=False only the adapter is saved (output_dir/adapter).
+    the newest complete one. With LoRA and merge_lora=False only the adapter is saved (output_dir/adapter).
     """
-    import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
@@ -62,30 +62,14 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     device = pick_device(model_cfg.device)
     model, tokenizer = load_for_training(base_path, device, model_cfg.dtype, base_adapter)
     tokenizer.padding_side = "right"
-    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * world))
+    accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * num_processes()))
     checkpoints = output_dir / "checkpoints"
     args = TRLSFTConfig(
-        output_dir=str(checkpoints),
+        **trainer_args(sft, checkpoints, device, sft.per_device_batch_size, accumulation),
         num_train_epochs=sft.epochs,
-        per_device_train_batch_size=sft.per_device_batch_size,
-        gradient_accumulation_steps=accumulation,
-        learning_rate=sft.learning_rate,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": sft.min_lr_rate},
-        warmup_steps=sft.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        weight_decay=sft.weight_decay,
         max_length=sft.max_length,
-        activation_checkpointing=sft.gradient_checkpointing,
-        save_strategy="steps",
-        save_steps=sft.save_steps,
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        seed=sft.seed,
-        use_cpu=device == "cpu",
-        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
-        dataloader_num_workers=0,
     )
     peft_config = None
     if sft.lora is not None:
@@ -95,8 +79,9 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
                                  target_modules=sft.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          peft_config=peft_config)
-    resume = any(checkpoints.glob("checkpoint-*"))
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    # An explicit path, not resume_from_checkpoint=True: Trainer would pick a half-written newest folder.
+    resume = last_complete_checkpoint(checkpoints)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trained = trainer.model
     tokenizer.padding_side = "left"
     if sft.lora is not None and not merge_lora:
@@ -112,7 +97,7 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     (output_dir / "train_log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
     losses = [e["loss"] for e in log if "loss" in e]
     return {
-        "path": str(target), "steps": trainer.state.global_step, "resumed": resume,
+        "path": str(target), "steps": trainer.state.global_step, "resumed": resume is not None,
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
     }

@@ -1,0 +1,44 @@
+"""What SFT and GRPO set the same way on their TRL configs: batching, schedule warm-up,
+checkpointing, logging, seed and device."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from intrain.config import RLConfig, SFTConfig
+
+
+def num_processes() -> int:
+    """Training processes (`accelerate launch` / torchrun set WORLD_SIZE; a plain run is one)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def trainer_args(cfg: SFTConfig | RLConfig, output_dir: Path, device: str, per_device: int,
+                 accumulation: int) -> dict[str, Any]:
+    """TrainingArguments fields common to both trainers, from the fields SFTConfig and RLConfig share.
+
+    A checkpoint every `cfg.save_steps` optimizer steps (the last two kept), one log entry per step,
+    no reporting integrations, data loading in the main process.
+    """
+    import torch
+
+    return dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        seed=cfg.seed,
+        use_cpu=device == "cpu",
+        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        dataloader_num_workers=0,
+    )

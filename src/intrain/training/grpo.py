@@ -1,0 +1,229 @@
+"""GRPO with TRL's GRPOTrainer: the paper's recipe as a GRPOConfig, a sampler whose prompt order
+survives a resume, and one log.jsonl line per optimizer step.
+
+    <output_dir>/log.jsonl       one line per optimizer step (steps past the resume point dropped)
+    <output_dir>/checkpoints/    TRL checkpoints every `rl.save_steps`; a re-run resumes from the newest complete one
+    <output_dir>/model/          the final HF folder
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+from intrain.config import ModelConfig, RLConfig
+from intrain.rewards import CorrectnessReward
+from intrain.training.args import num_processes, trainer_args
+from intrain.training.checkpoints import last_complete_checkpoint
+
+LOG_NAME = "log.jsonl"
+
+# TRL metric name -> our log.jsonl key.
+_LOGGED = {
+    "reward": "reward",
+    # TRL: share of completions whose group's reward std is ~0 (torch.isclose), averaged per step.
+    # Every group has `num_generations` completions, so this is exactly the share of groups whose
+    # rewards are all equal, i.e. whose advantages r - mean(r) are all zero.
+    "frac_reward_zero_std": "zero_adv_ratio",
+    "reward_std": "reward_std",
+    "completions/mean_length": "completion_length",
+    "completions/clipped_ratio": "clipped_ratio",
+    "entropy": "entropy",
+    "step_time": "step_time",
+    "learning_rate": "learning_rate",
+    "loss": "loss",
+    "grad_norm": "grad_norm",
+    "epoch": "epoch",
+    "correctness/no_answer_ratio": "no_answer_ratio",
+    "correctness/ungradable_ratio": "ungradable_ratio",
+}
+
+
+def want_vllm(setting: str) -> bool:
+    """vLLM colocate generation: 'always'; 'auto' when CUDA is there and vllm imports; else HF generate."""
+    if setting == "always":
+        return True
+    if setting == "never":
+        return False
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def batch_layout(rl: RLConfig, world_size: int = 1) -> tuple[int, int]:
+    """(per-device micro-batch, gradient accumulation steps), both counted in completions as TRL
+    counts them: per_device x world x accumulation = prompts_per_step x group_size."""
+    total = rl.prompts_per_step * rl.group_size
+    per_device = rl.per_device_batch_size or rl.group_size
+    if total % (per_device * world_size):
+        raise ValueError(f"prompts_per_step x group_size ({total}) is not divisible by per_device_batch_size "
+                         f"({per_device}) x processes ({world_size})")
+    return per_device, total // (per_device * world_size)
+
+
+def grpo_args(rl: RLConfig, model: ModelConfig, output_dir: Path, device: str, use_vllm: bool = False,
+              world_size: int = 1):
+    """The TRL GRPOConfig of the paper's recipe for `rl`."""
+    from trl import GRPOConfig
+
+    per_device, accumulation = batch_layout(rl, world_size)
+    extra: dict[str, Any] = {}
+    if use_vllm:
+        extra.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
+                     vllm_max_model_length=model.max_model_len)
+    return GRPOConfig(
+        **trainer_args(rl, output_dir, device, per_device, accumulation),
+        max_steps=rl.steps,
+        # One generation batch (= one optimizer step's prompts x group) per optimizer step, used once:
+        # strictly on-policy, so the PPO ratio is 1 and clipping never binds.
+        steps_per_generation=accumulation,
+        num_iterations=1,
+        num_generations=rl.group_size,
+        max_completion_length=rl.max_completion_tokens,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        top_k=0,
+        lr_scheduler_type=rl.lr_scheduler,
+        max_grad_norm=rl.max_grad_norm,
+        beta=0.0,  # no KL term, so no reference model is loaded
+        scale_rewards="none",  # advantage = r - group mean (paper; Dr. GRPO style)
+        loss_type=rl.loss_type,
+        mask_truncated_completions=rl.mask_truncated_completions,
+        chat_template_kwargs=model.chat_template_kwargs or None,
+        remove_unused_columns=False,  # keep `answer`/`problem_id` for the reward
+        shuffle_dataset=True,
+        **extra,
+    )
+
+
+def train_grpo(rows: list[dict[str, Any]], rl: RLConfig, model_cfg: ModelConfig, init_model: str,
+               init_adapter: str | None, output_dir: Path, reward: CorrectnessReward) -> dict[str, Any]:
+    """GRPO on `rows`; logs to output_dir/log.jsonl, checkpoints to output_dir/checkpoints, resumes
+    from the newest complete checkpoint, saves the final HF folder at output_dir/model."""
+    import torch
+    from datasets import Dataset
+
+    from intrain.models import load_for_training, pick_device
+
+    if len(rows) < rl.prompts_per_step:
+        raise ValueError(f"rl: {len(rows)} training problems, fewer than prompts_per_step={rl.prompts_per_step}")
+    device = pick_device(model_cfg.device)
+    vllm = want_vllm(rl.use_vllm)
+    if vllm and device != "cuda":
+        raise ValueError("rl.use_vllm: vLLM generation needs a CUDA device")
+    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
+    checkpoints = output_dir / "checkpoints"
+    args = grpo_args(rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=num_processes())
+
+    resume = last_complete_checkpoint(checkpoints)
+    resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume else 0
+    log_path = output_dir / LOG_NAME
+    _trim_log(log_path, resumed_from)
+    trainer = _trainer_class()(model=model, reward_funcs=[reward], args=args,
+                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                               callbacks=[StepLog(log_path, reward)])
+    # Resume (transformers Trainer._inner_training_loop / _run_epoch): Trainer reloads weights,
+    # optimizer, scheduler and trainer_state (global_step, log history) from the checkpoint, starts
+    # at epoch global_step // steps_per_epoch, calls set_epoch(epoch) on the sampler (our
+    # EpochRepeatSampler: prompt order = permutation seeded by seed + epoch, see below) and
+    # fast-forwards past the batches of the steps already done in that epoch (accelerate's
+    # skip_first_batches), so the resumed run sees the prompts the uninterrupted one would have.
+    # The python/numpy/torch/CUDA RNG states saved in the checkpoint's rng_state.pth are restored
+    # right after the skip (Trainer._load_rng_state), so rollout sampling continues the interrupted
+    # run's random streams. TRL regenerates completions on the first resumed step (its rollout
+    # buffer is not checkpointed; with one generation per optimizer step nothing is lost).
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    target = output_dir / "model"
+    trainer.save_model(str(target))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(target))
+    steps = trainer.state.global_step
+    del trainer, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"path": str(target), "steps": steps, "resumed_from_step": resumed_from, "vllm": vllm}
+
+
+@functools.cache
+def _trainer_class():
+    """GRPOTrainer whose prompt order is a function of (seed, epoch) only.
+
+    TRL's RepeatSampler shuffles with one generator seeded once and advanced every epoch, and has
+    no set_epoch; a run resumed in epoch k > 0 builds a fresh sampler and would replay epoch 0's
+    order (checked: resuming at step 3 of 4 problems x 2 per step trained epoch 0's prompts again).
+    Reseeding per epoch makes the order of every epoch reproducible from the checkpoint alone.
+    """
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    class EpochRepeatSampler(RepeatSampler):
+        def set_epoch(self, epoch: int) -> None:  # accelerate's DataLoaderShard.set_epoch forwards here
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) + epoch)
+
+    class Trainer(GRPOTrainer):
+        def _get_train_sampler(self, dataset=None):
+            base = super()._get_train_sampler(dataset)
+            return EpochRepeatSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
+                                      batch_size=base.batch_size, repeat_count=base.repeat_count,
+                                      shuffle=base.shuffle, seed=base.seed)
+
+    return Trainer
+
+
+@functools.cache
+def _make_step_log_class():
+    from transformers import TrainerCallback
+
+    class _StepLog(TrainerCallback):
+        """Appends one JSON line per optimizer step to log.jsonl (main process only)."""
+
+        def __init__(self, path: Path, reward: CorrectnessReward | None = None) -> None:
+            self.path = Path(path)
+            self.reward = reward
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "reward" not in logs:
+                return  # eval logs and the end-of-training summary carry no reward
+            record: dict[str, Any] = {"step": state.global_step}
+            record.update({ours: logs[theirs] for theirs, ours in _LOGGED.items() if theirs in logs})
+            batch = self.reward.take_last_batch() if self.reward is not None else None
+            if batch is not None and batch["problem_ids"] is not None:
+                # Correct rollouts per prompt group, in sampling order (TRL keeps each group contiguous).
+                size = args.num_generations
+                ids, rewards = batch["problem_ids"], batch["rewards"]
+                record["groups"] = [[ids[i], int(sum(rewards[i:i + size]))] for i in range(0, len(ids), size)]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    return _StepLog
+
+
+def StepLog(path: Path, reward: CorrectnessReward | None = None):  # noqa: N802 - a lazy class
+    """The log.jsonl callback (built lazily: importing transformers costs seconds)."""
+    return _make_step_log_class()(path, reward)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _trim_log(path: Path, keep_through: int) -> None:
+    """Drop log lines of steps after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_log(path) if r.get("step", 0) <= keep_through]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
