@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from intrain.config import Config, ConfigError, load_config, to_yaml
+from intrain.config import ARMS, Config, ConfigError, load_config, to_yaml
 
 
 def _add_common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="InT against the paper's baselines under one RL budget")
     _add_common(cmp)
-    cmp.add_argument("--arms", nargs="+", choices=["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"],
+    cmp.add_argument("--arms", nargs="+", choices=ARMS,
                      help="arms to run (default: compare.arms)")
     _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
 

@@ -22,12 +22,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from intrain import fingerprints
+from intrain.config import ARMS
 from intrain.progress import console
+from intrain.records import Reflection, Rollout
 from intrain.stages import evaluate, filter as filter_stage, propose, reflect, rl, sample, sft
 from intrain.stages.common import RunContext
-from intrain.store import atomic_write_json, atomic_write_text, read_stage_rows, stage_hash
-
-ARMS = ("rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int")
+from intrain.stages.sft import Target
+from intrain.store import atomic_write_json, atomic_write_text, read_stage_records
 
 
 def prepare_init(ctx: RunContext, arm: str) -> tuple[str | None, list[str]]:
@@ -37,21 +39,18 @@ def prepare_init(ctx: RunContext, arm: str) -> tuple[str | None, list[str]]:
     if arm == "int":
         stages = [propose.run(ctx), filter_stage.run(ctx), sft.run(ctx)]
     elif arm == "sft_reference":
-        problems = ctx.problems("train")
-        examples = [{"problem_id": p.id, "problem": p.problem, "target": p.reference_solution}
-                    for p in problems if p.reference_solution.strip()]
-        stages = [sft.train_stage(ctx, "sft-reference", "reference", examples, close_turn=True)]
+        targets = [Target(p.id, p.problem, p.reference_solution)
+                   for p in ctx.problems("train") if p.reference_solution.strip()]
+        stages = [sft.train_stage(ctx, "sft-reference", fingerprints.SFT_REFERENCE, targets, close_turn=True)]
     elif arm == "rft":
-        correct = [r for r in read_stage_rows(ctx.run_dir, sample.NAME) if r["correct"]]
-        examples = [{"problem_id": r["problem_id"], "problem": r["problem"], "target": r["completion"]}
-                    for r in correct]
-        stages = [sft.train_stage(ctx, "sft-rft", stage_hash(ctx.run_dir, sample.NAME), examples, close_turn=True)]
+        targets = [Target(r.problem_id, r.problem, r.completion)
+                   for r in read_stage_records(ctx.run_dir, sample.NAME, Rollout) if r.correct]
+        stages = [sft.train_stage(ctx, "sft-rft", fingerprints.SFT_RFT, targets, close_turn=True)]
     elif arm == "sft_reflection":
         reflections = reflect.run(ctx)
-        examples = [{"problem_id": r["problem_id"], "problem": r["problem"], "target": r["reflection"]}
-                    for r in reflections.rows() if r["correct"]]
-        stages = [reflections, sft.train_stage(ctx, "sft-reflection", stage_hash(ctx.run_dir, reflect.NAME),
-                                               examples, close_turn=True)]
+        targets = [Target(r.problem_id, r.problem, r.reflection) for r in reflections.records(Reflection) if r.correct]
+        stages = [reflections, sft.train_stage(ctx, "sft-reflection", fingerprints.SFT_REFLECTION, targets,
+                                               close_turn=True)]
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     return sft.trained_model(stages[-1]), [s.name for s in stages]
@@ -65,24 +64,18 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
     console.rule(f"intrain compare {' '.join(arms)} -> {ctx.run_dir}")
     sample.run(ctx)
     base_eval = evaluate.run(ctx, label="base")
-    base_rows = base_eval.rows()
+    base_rollouts = base_eval.records(Rollout)
     table: dict[str, Any] = {"base": {"seeds": [], "eval": [_eval_json(base_eval)], "stages": ["eval-base"],
-                                      "entropy": mean_token_entropy(ctx, None, base_rows)}}
+                                      "entropy": mean_token_entropy(ctx, None, base_rollouts)}}
     for arm in arms:
         init, stages = prepare_init(ctx, arm)
         seeds = cfg.compare.seeds if arm in ("int", "rl") else (cfg.compare.baseline_seeds or cfg.compare.seeds)
         entry: dict[str, Any] = {"init": init, "seeds": list(seeds), "eval": [], "rl": [],
-                                 "stages": list(stages), "entropy": mean_token_entropy(ctx, init, base_rows)}
+                                 "stages": list(stages), "entropy": mean_token_entropy(ctx, init, base_rollouts)}
         for seed in seeds:
-            seeded = ctx.config.model_copy(update={"rl": cfg.rl.model_copy(update={"seed": seed})})
-            ctx.config = seeded
-            try:
-                hint = cfg.compare.hint_share if arm == "hint_rl" else 0.0
-                start = {"init_model": init} if init else {}
-                trained = rl.run(ctx, label=f"rl-{arm}-s{seed}", hint_share=hint, **start)
-                evaluated = evaluate.run(ctx, label=f"{arm}-s{seed}", model_path=rl.trained_model(trained))
-            finally:
-                ctx.config = cfg
+            hint = cfg.compare.hint_share if arm == "hint_rl" else 0.0
+            trained = rl.run(ctx, label=f"rl-{arm}-s{seed}", init_model=init, hint_share=hint, seed=seed)
+            evaluated = evaluate.run(ctx, label=f"{arm}-s{seed}", model_path=rl.trained_model(trained))
             entry["rl"].append(trained.manifest()["counts"])
             entry["eval"].append(_eval_json(evaluated))
             entry["stages"] += [trained.name, evaluated.name]
@@ -100,7 +93,7 @@ def _eval_json(stage) -> dict[str, Any]:
     return json.loads((stage.path / "eval.json").read_text())["overall"]
 
 
-def mean_token_entropy(ctx: RunContext, model_path: str | None, rows: list[dict[str, Any]], limit: int = 32) -> float:
+def mean_token_entropy(ctx: RunContext, model_path: str | None, rollouts: list[Rollout], limit: int = 32) -> float:
     """Mean next-token entropy (nats) of a checkpoint over fixed texts: the base policy's eval
     completions. The paper's Fig. 8 measure of how far SFT moved the model's distribution."""
     import torch
@@ -116,10 +109,10 @@ def mean_token_entropy(ctx: RunContext, model_path: str | None, rows: list[dict[
     model, tokenizer = load_model_and_tokenizer(path, device=cfg.model.device, dtype=cfg.model.dtype, adapter=adapter)
     total, count = 0.0, 0
     with torch.inference_mode():
-        for row in rows[:limit]:
-            prompt = render_ids(tokenizer, Request(messages=user_message(cfg.data.prompt_template, row["problem"])),
+        for rollout in rollouts[:limit]:
+            prompt = render_ids(tokenizer, Request(messages=user_message(cfg.data.prompt_template, rollout.problem)),
                                 cfg.model.chat_template_kwargs)
-            completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+            completion = tokenizer(rollout.completion, add_special_tokens=False)["input_ids"]
             if not completion:
                 continue
             ids = torch.tensor([prompt + completion], device=model.device)

@@ -8,8 +8,7 @@ path, before any model is loaded.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,6 +142,10 @@ class ProposeConfig(SamplingConfig):
     max_prompt_tokens: int = Field(30000, ge=64, description="Rendered prompt cap; the attempt's tail is cut first.")
     max_attempts: int | None = Field(None, ge=1, description="Propose on at most this many failed attempts.")
     separator: str = Field("\n\n", min_length=1, description="Substep separator (paper: a blank line).")
+    leak_filter: bool = Field(True, description="Mark interventions that state the gold answer as `leak` (not filtered on).")
+    per_attempt: Literal["first_ok", "all"] = Field(
+        "first_ok", description="first_ok = keep the first `ok` proposal of each failed attempt and mark later ones "
+                                "`not_first` (paper: one intervention per attempt); all = keep every `ok` proposal.")
 
 
 class FilterConfig(SamplingConfig):
@@ -152,8 +155,6 @@ class FilterConfig(SamplingConfig):
     n: int = Field(32, ge=1, description="Continuations per intervention (paper: 32).")
     min_correct: int = Field(1, ge=1, description="Keep when at least this many continuations are correct.")
     wave_size: int = Field(8, ge=1, description="Continuations per wave; sampling stops once the decision is fixed.")
-    leak_filter: bool = Field(True, description="Drop interventions that contain the gold answer.")
-    dedup: Literal["attempt", "none"] = Field("attempt", description="One intervention per (problem, attempt).")
     diagnose: bool = Field(False, description="Also continue from prefix + the original erroneous step (paper Table 1).")
 
     @model_validator(mode="after")
@@ -197,7 +198,8 @@ class RLConfig(Section):
     enabled: bool = Field(False, description="Run RL after SFT in `intrain run`.")
     steps: int = Field(400, ge=1, description="Optimizer steps (paper: 400).")
     group_size: int = Field(8, ge=2, description="Rollouts per prompt; the advantage baseline is their mean reward.")
-    prompts_per_step: int = Field(4, ge=1, description="Prompts per optimizer step (paper: batch 32 rollouts = 4 x 8).")
+    prompts_per_step: int = Field(
+        32, ge=1, description="Prompts per optimizer step (paper: 32 prompts x 8 rollouts = 256 rollouts per step).")
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6).")
     lr_scheduler: Literal["constant", "cosine", "linear"] = Field(
         "cosine", description="Learning-rate schedule over `steps` (PipelineRL default: cosine).")
@@ -272,11 +274,16 @@ class WarmupConfig(Section):
         None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter.")
 
 
+# The arms of `intrain compare` (compare.py says what each one trains).
+Arm = Literal["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"]
+ARMS: tuple[Arm, ...] = typing.get_args(Arm)
+
+
 class CompareConfig(Section):
     """`intrain compare`: the paper's baselines against InT under one RL budget (see compare.py)."""
 
-    arms: list[Literal["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"]] = Field(
-        default_factory=lambda: ["rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"],
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(ARMS),
         description="Arms to run (CLI --arms overrides).")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="RL seeds per arm.")
     baseline_seeds: list[int] | None = Field(
@@ -385,9 +392,3 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
 
 def to_yaml(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-def fingerprint(*parts: BaseModel | dict[str, Any] | str | None) -> str:
-    """Stable hash of config sections (and upstream hashes) that decide a stage's output."""
-    payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -46,7 +46,7 @@ def _metrics(stage) -> dict[str, Any]:
 
 
 def funnel(sample_counts: dict, propose_counts: dict, filter_counts: dict, sft_counts: dict) -> list[tuple[str, int]]:
-    parsed = sum(propose_counts.get(s, 0) for s in ("ok", "leak", "duplicate"))
+    parsed = sum(propose_counts.get(s, 0) for s in ("ok", "leak", "not_first"))
     return [
         ("problems", sample_counts["problems"]),
         ("rollouts", sample_counts["rollouts"]),
@@ -55,7 +55,7 @@ def funnel(sample_counts: dict, propose_counts: dict, filter_counts: dict, sft_c
         ("proposals", propose_counts["proposals"]),
         ("parsed", parsed),
         ("not leaking", parsed - propose_counts.get("leak", 0)),
-        ("after dedup", propose_counts.get("ok", 0)),
+        ("first per attempt", propose_counts.get("ok", 0)),
         ("kept by continuation filter", filter_counts["kept"]),
         ("SFT rows", sft_counts["sft_rows"]),
     ]

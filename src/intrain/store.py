@@ -16,10 +16,14 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from intrain.records import Record
+
+R = TypeVar("R", bound=Record)
 
 SHARD_PATTERN = "shard-{:05d}.parquet"
 _VERSIONED = ("intrain", "torch", "transformers", "trl", "peft", "datasets", "math-verify", "vllm")
@@ -120,17 +124,27 @@ class Stage:
     def shard_paths(self) -> list[Path]:
         return sorted(self.path.glob("shard-*.parquet"))
 
-    def write_shard(self, index: int, rows: list[dict[str, Any]]) -> None:
-        table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    def write_shard(self, index: int, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> None:
+        if schema is not None:
+            table = pa.Table.from_pylist(rows, schema=schema)
+        else:
+            table = pa.Table.from_pylist(rows) if rows else pa.table({})
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         atomic_write_bytes(self.shard_path(index), sink.getvalue().to_pybytes())
+
+    def write_records(self, index: int, records: list[Record], record: type[Record]) -> None:
+        """A shard of typed records; its Parquet schema is the record's, also when the shard is empty."""
+        self.write_shard(index, [r.to_row() for r in records], schema=record.schema())
 
     def read_shard(self, index: int) -> list[dict[str, Any]]:
         return pq.read_table(self.shard_path(index)).to_pylist()
 
     def rows(self) -> list[dict[str, Any]]:
         return _read_shards(self.path)
+
+    def records(self, record: type[R]) -> list[R]:
+        return [record.from_row(row) for row in self.rows()]
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
@@ -152,15 +166,13 @@ def read_stage_rows(run_dir: Path, name: str) -> list[dict[str, Any]]:
     return _read_shards(folder)
 
 
+def read_stage_records(run_dir: Path, name: str, record: type[R]) -> list[R]:
+    """Typed records of a finished stage; a clear error if it has not run."""
+    return [record.from_row(row) for row in read_stage_rows(run_dir, name)]
+
+
 def _read_shards(folder: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("shard-*.parquet")):
         out.extend(pq.read_table(path).to_pylist())
     return out
-
-
-def stage_hash(run_dir: Path, name: str) -> str | None:
-    manifest = Path(run_dir) / name / "manifest.json"
-    if not manifest.exists():
-        return None
-    return json.loads(manifest.read_text()).get("config_hash")

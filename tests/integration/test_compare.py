@@ -1,8 +1,12 @@
 """`intrain compare` end to end on the tiny model: every arm, two RL seeds, one table."""
 
 import json
+import statistics
 
+import pytest
 
+from intrain.records import Rollout
+from intrain.store import read_stage_records
 from tiny_configs import write_config
 from intrain.cli import main
 
@@ -28,13 +32,24 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
     for arm in ("rl", "hint_rl", "sft_reference", "sft_reflection", "rft", "int"):
         seeds = [0, 1] if arm in ("rl", "int") else [1]
         assert summary[arm]["seeds"] == seeds
-        mean, spread = summary[arm]["pass@1"]
-        assert 0 <= mean <= 1 and spread >= 0
-        if len(seeds) == 1:
-            assert spread == 0
+        # The table is the mean and spread over seeds of what each seed's eval measured, and each
+        # seed's pass@1 is its own samples' accuracy.
+        per_seed = []
         for seed in seeds:
             assert (run / f"rl-{arm}-s{seed}" / "model" / "config.json").exists()
-            assert (run / f"eval-{arm}-s{seed}" / "eval.json").exists()
+            rollouts = read_stage_records(run, f"eval-{arm}-s{seed}", Rollout)
+            by_problem: dict[str, list[bool]] = {}
+            for r in rollouts:
+                by_problem.setdefault(r.problem_id, []).append(r.correct)
+            per_seed.append(statistics.fmean(sum(v) / len(v) for v in by_problem.values()))
+            assert json.loads((run / f"eval-{arm}-s{seed}" / "eval.json").read_text())["overall"]["pass@1"] \
+                == pytest.approx(per_seed[-1])
+        mean, spread = summary[arm]["pass@1"]
+        assert mean == pytest.approx(statistics.fmean(per_seed))
+        assert spread == pytest.approx(statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)
+    # Each seed is its own RL stage, fingerprinted with its seed.
+    s0, s1 = (json.loads((run / f"rl-rl-s{s}" / "manifest.json").read_text()) for s in (0, 1))
+    assert s0["config_hash"] != s1["config_hash"]
     # SFT arms start RL from their own checkpoint; the reference arm always has rows to train on.
     assert result["arms"]["sft_reference"]["init"].endswith("sft-reference/model")
     assert result["arms"]["int"]["init"].endswith("sft/model")

@@ -31,9 +31,9 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     funnel = dict((name, count) for name, count in summary["funnel"])
     assert funnel["problems"] == 4 and funnel["rollouts"] == 8
     assert funnel["proposals"] == 2 * funnel["failed attempts proposed on"]
-    # Two proposals per attempt, one survives dedup; half the problems' continuations succeed.
-    assert funnel["after dedup"] == funnel["failed attempts proposed on"]
-    assert 0 < funnel["kept by continuation filter"] < funnel["after dedup"]
+    # Two proposals per attempt, the first ok one per attempt goes on; half the problems' continuations succeed.
+    assert funnel["first per attempt"] == funnel["failed attempts proposed on"]
+    assert 0 < funnel["kept by continuation filter"] < funnel["first per attempt"]
     assert funnel["SFT rows"] == funnel["kept by continuation filter"]
     assert set(summary["eval"]) == {"base", "int-sft", "int-rl"}
     # RL starts from the InT checkpoint, under the stage name `intrain compare` reuses.

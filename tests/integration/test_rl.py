@@ -8,6 +8,7 @@ weights really move, which is what makes "resumed == uninterrupted" a meaningful
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from intrain.data.arithmetic import generate_arithmetic
 from intrain.grading import Grader, Verdict
 from intrain.stages import rl
 from intrain.stages.common import RunContext
+from intrain.training import grpo
+from intrain.training.checkpoints import last_complete_checkpoint
 
 LOG_KEYS = {"step", "reward", "zero_adv_ratio", "completion_length", "clipped_ratio", "entropy", "step_time",
             "learning_rate", "loss", "groups"}
@@ -54,7 +57,7 @@ class Interrupted(Exception):
 
 def interrupt_after(monkeypatch, step: int) -> None:
     """Make the run die right after checkpoint-`step` is written, like a kill between steps."""
-    real = rl.StepLog
+    real = grpo.StepLog
 
     def step_log(path, reward):
         callback = real(path, reward)
@@ -66,7 +69,7 @@ def interrupt_after(monkeypatch, step: int) -> None:
         callback.on_save = on_save
         return callback
 
-    monkeypatch.setattr(rl, "StepLog", step_log)
+    monkeypatch.setattr(grpo, "StepLog", step_log)
 
 
 def load_weights(path: str):
@@ -115,7 +118,7 @@ def test_uninterrupted_run_outputs(uninterrupted):
     # Checkpoints: one per step, the last two kept, each complete.
     kept = sorted(p.name for p in (stage.path / "checkpoints").glob("checkpoint-*"))
     assert kept == ["checkpoint-3", "checkpoint-4"]
-    assert rl.last_checkpoint(stage.path / "checkpoints").name == "checkpoint-4"
+    assert last_complete_checkpoint(stage.path / "checkpoints").name == "checkpoint-4"
 
 
 def test_resume_continues_where_the_run_died(tiny_model_dir, tmp_path, monkeypatch, uninterrupted):
@@ -131,6 +134,12 @@ def test_resume_continues_where_the_run_died(tiny_model_dir, tmp_path, monkeypat
     # A log line of a step past the last checkpoint (died after logging, before saving) is redone.
     with (stage_dir / rl.LOG_NAME).open("a") as fh:
         fh.write(json.dumps({"step": 4, "reward": -1}) + "\n")
+    # ... and so is a checkpoint killed mid-save (no trainer_state.json, which Trainer writes last).
+    half = stage_dir / "checkpoints" / "checkpoint-4"
+    half.mkdir()
+    for f in (stage_dir / "checkpoints" / "checkpoint-3").iterdir():
+        if f.is_file() and f.name != "trainer_state.json":
+            shutil.copy(f, half / f.name)
 
     monkeypatch.undo()
     resumed_grader = ParityGrader()
@@ -176,7 +185,7 @@ def test_real_grader_label_and_rerun(tiny_model_dir, tmp_path):
 def test_grpo_args_is_the_paper_recipe(tmp_path):
     cfg = make_config("unused", steps=7, group_size=8, prompts_per_step=4, per_device_batch_size=8,
                       max_completion_tokens=64, learning_rate=1e-6, save_steps=5)
-    args = rl.grpo_args(cfg.rl, cfg.model, tmp_path, "cpu")
+    args = grpo.grpo_args(cfg.rl, cfg.model, tmp_path, "cpu")
     assert args.beta == 0.0 and args.scale_rewards == "none" and args.loss_type == "dapo"
     assert args.num_generations == 8 and args.num_iterations == 1
     assert args.per_device_train_batch_size == 8 and args.gradient_accumulation_steps == 4
@@ -188,16 +197,22 @@ def test_grpo_args_is_the_paper_recipe(tmp_path):
     assert args.remove_unused_columns is False and args.report_to == []
     # Default micro-batch: one group.
     default = make_config("unused", group_size=4, prompts_per_step=3)
-    assert rl.batch_layout(default.rl) == (4, 3)
+    assert grpo.batch_layout(default.rl) == (4, 3)
 
 
-def test_vllm_choice_on_cpu():
-    assert rl.want_vllm("never") is False
-    assert rl.want_vllm("always") is True
+@pytest.mark.parametrize("cuda,vllm_importable,expected", [(False, True, False), (True, False, False),
+                                                           (True, True, True)])
+def test_auto_uses_vllm_only_with_cuda_and_an_importable_vllm(monkeypatch, cuda, vllm_importable, expected):
+    import sys
+    import types
+
     import torch
 
-    if not torch.cuda.is_available():
-        assert rl.want_vllm("auto") is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    # None in sys.modules makes `import vllm` raise ImportError.
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm") if vllm_importable else None)
+    assert grpo.want_vllm("auto") is expected
+    assert grpo.want_vllm("never") is False and grpo.want_vllm("always") is True
 
 
 def test_batch_size_must_divide_the_step():

@@ -1,16 +1,20 @@
-"""What every stage needs: loaded problems, a generator per model, one grading pool, shard seeds."""
+"""What every stage needs: its stage folder, loaded problems, a generator per model, one grading
+pool, shard seeds, and graded generation."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from intrain.config import Config, ModelConfig, SamplingConfig
 from intrain.data import Problem, load_problems
-from intrain.engines.base import Generator, SamplingParams
-from intrain.grading import Grader
+from intrain.engines.base import Completion, Generator, ProgressFn, Request, SamplingParams
+from intrain.fingerprints import StageInputs, fingerprint
+from intrain.grading import Grader, Verdict
 from intrain.progress import console
+from intrain.store import Stage
 
 
 def shard_seed(base: int, shard: int) -> int:
@@ -27,6 +31,30 @@ def sampling_params(cfg: SamplingConfig, shard: int, **overrides: Any) -> Sampli
                   max_tokens=cfg.max_tokens, seed=shard_seed(cfg.seed, shard))
     params.update(overrides)
     return SamplingParams(**params)
+
+
+@dataclass(frozen=True)
+class Graded:
+    completion: Completion
+    verdict: Verdict
+
+
+def generate_graded(generator: Generator, grader: Grader, requests: list[Request], golds: list[str],
+                    params: SamplingParams, on_progress: ProgressFn | None = None,
+                    timings: dict[str, float] | None = None) -> list[list[Graded]]:
+    """Generate every request's samples and grade each against its request's gold answer, in one
+    grading batch (the pool is fastest fed all at once); the result keeps the requests' shape.
+    `timings` (if given) accumulates `generate_s` and `grade_s`."""
+    t0 = time.time()
+    outputs = generator.generate(requests, params, on_progress=on_progress)
+    t1 = time.time()
+    texts = [c.text for completions in outputs for c in completions]
+    flat_golds = [gold for gold, completions in zip(golds, outputs, strict=True) for _ in completions]
+    verdicts = iter(grader.grade(texts, flat_golds))
+    if timings is not None:
+        timings["generate_s"] = timings.get("generate_s", 0.0) + t1 - t0
+        timings["grade_s"] = timings.get("grade_s", 0.0) + time.time() - t1
+    return [[Graded(c, next(verdicts)) for c in completions] for completions in outputs]
 
 
 def user_message(template: str, problem: str) -> list[dict[str, str]]:
@@ -49,6 +77,12 @@ class RunContext:
         if self._grader is None:
             self._grader = Grader(workers=self.config.grading.workers, timeout_s=self.config.grading.timeout_s)
         return self._grader
+
+    def open_stage(self, name: str, inputs: StageInputs, config: Config | None = None, **arguments: Any) -> Stage:
+        """The stage folder `name`, fingerprinted from its declared inputs (of `config`, default the run's)
+        and the call's explicit arguments; refuses a folder produced from other inputs unless forced."""
+        digest = fingerprint(inputs, config or self.config, self.run_dir, **arguments)
+        return Stage(self.run_dir, name, digest, force=self.force)
 
     def problems(self, split: str) -> list[Problem]:
         source = self.config.data.eval if split == "eval" and self.config.data.eval else self.config.data.train

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from intrain.config import fingerprint
+from intrain import fingerprints
 from intrain.metrics import avg_at_n, mean_pass_at_k
+from intrain.records import Rollout
 from intrain.stages.common import RunContext
 from intrain.stages.rollouts import write_rollouts
 from intrain.store import Stage
@@ -17,52 +18,51 @@ def stage_name(label: str) -> str:
 
 
 def run(ctx: RunContext, label: str = "base", model_path: str | None = None, adapter: str | None = None) -> Stage:
-    """Evaluate `model_path` (default: the configured policy) under the name `label`."""
+    """Evaluate `model_path` (+ `adapter`; default: the configured policy) under the name `label`."""
     cfg = ctx.config
-    source = cfg.data.eval or cfg.data.train
     target = {"path": model_path or cfg.model.path, "adapter": adapter if model_path else cfg.model.adapter}
-    stage = Stage(ctx.run_dir, stage_name(label),
-                  fingerprint(cfg.model, target, source, cfg.data.prompt_template, cfg.eval), force=ctx.force)
+    stage = ctx.open_stage(stage_name(label), fingerprints.EVAL, target=target,
+                           target_producer=fingerprints.producer_hash(model_path))
     if stage.complete:
         return stage
     problems = ctx.problems("eval")
     generator = ctx.generator(cfg.model, model_path, adapter)
     timings = write_rollouts(stage, problems, cfg.data.prompt_template, cfg.eval, generator, ctx.grader,
                              f"eval {label}")
-    rows = stage.rows()
-    metrics = summarize(rows, cfg.eval.ks)
+    rollouts = stage.records(Rollout)
+    metrics = summarize(rollouts, cfg.eval.ks)
     metrics.update(label=label, model=target, samples_per_problem=cfg.eval.n,
                    temperature=cfg.eval.temperature, max_tokens=cfg.eval.max_tokens)
     stage.write_json("eval.json", metrics)
     stage.write_text("eval.md", markdown_table({label: metrics}, cfg.eval.ks))
-    stage.finish({"problems": len(problems), "rollouts": len(rows)}, timings)
+    stage.finish({"problems": len(problems), "rollouts": len(rollouts)}, timings)
     return stage
 
 
-def summarize(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:
+def summarize(rollouts: list[Rollout], ks: list[int]) -> dict[str, Any]:
     """Overall and per-source pass@k, avg@n, no-answer and truncation rates."""
 
-    def block(subset: list[dict[str, Any]]) -> dict[str, Any]:
+    def block(subset: list[Rollout]) -> dict[str, Any]:
         groups: dict[str, list[bool]] = defaultdict(list)
         for r in subset:
-            groups[r["problem_id"]].append(bool(r["correct"]))
+            groups[r.problem_id].append(r.correct)
         values = list(groups.values())
         n = min(len(g) for g in values)
         out: dict[str, Any] = {"problems": len(values), "samples": len(subset), "avg@n": avg_at_n(values)}
         for k in ks:
             if k <= n:
                 out[f"pass@{k}"] = mean_pass_at_k(values, k)
-        out["no_answer_rate"] = sum(r["reason"] == "no_answer" for r in subset) / len(subset)
-        out["truncation_rate"] = sum(r["finish_reason"] == "length" for r in subset) / len(subset)
-        out["mean_completion_tokens"] = sum(r["completion_tokens"] for r in subset) / len(subset)
+        out["no_answer_rate"] = sum(r.reason == "no_answer" for r in subset) / len(subset)
+        out["truncation_rate"] = sum(r.finish_reason == "length" for r in subset) / len(subset)
+        out["mean_completion_tokens"] = sum(r.completion_tokens for r in subset) / len(subset)
         return out
 
-    if not rows:
+    if not rollouts:
         return {"overall": {}, "by_source": {}}
-    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        by_source[r["source"]].append(r)
-    return {"overall": block(rows), "by_source": {s: block(rs) for s, rs in sorted(by_source.items())}}
+    by_source: dict[str, list[Rollout]] = defaultdict(list)
+    for r in rollouts:
+        by_source[r.source].append(r)
+    return {"overall": block(rollouts), "by_source": {s: block(rs) for s, rs in sorted(by_source.items())}}
 
 
 def markdown_table(results: dict[str, dict[str, Any]], ks: list[int]) -> str:

@@ -9,16 +9,19 @@ intervention and from the original erroneous step, for the paper's Table 1 compa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from intrain.config import FilterConfig, fingerprint
+from intrain import fingerprints
+from intrain.config import FilterConfig
 from intrain.engines.base import Generator, Request
 from intrain.grading import Grader
 from intrain.progress import StageProgress, console
+from intrain.records import FilterResult, Proposal
 from intrain.stages import propose
-from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed, user_message
-from intrain.store import Stage, read_stage_rows, stage_hash
+from intrain.stages.common import RunContext, chunks, generate_graded, sampling_params, shard_seed, user_message
+from intrain.store import Stage, read_stage_records
 
 NAME = "filter"
 
@@ -33,53 +36,58 @@ class ContinuationCounts:
 def run(ctx: RunContext) -> Stage:
     cfg = ctx.config
     fcfg = cfg.filter
-    stage = Stage(ctx.run_dir, NAME,
-                  fingerprint(stage_hash(ctx.run_dir, propose.NAME), fcfg, cfg.model, cfg.data.prompt_template),
-                  force=ctx.force)
+    stage = ctx.open_stage(NAME, fingerprints.FILTER)
     if stage.complete:
         return stage
-    candidates = [r for r in read_stage_rows(ctx.run_dir, propose.NAME) if r["status"] == "ok"]
+    candidates = [p for p in read_stage_records(ctx.run_dir, propose.NAME, Proposal) if p.status == "ok"]
     generator = ctx.generator(cfg.model) if fcfg.enabled else None
     with StageProgress("filter", total=len(candidates)) as progress:
         for index, shard in enumerate(chunks(candidates, fcfg.shard_size)):
             if not stage.has_shard(index):
-                stage.write_shard(index, filter_shard(shard, generator, ctx.grader, fcfg, cfg.data.prompt_template, index))
+                results = filter_shard(shard, generator, ctx.grader, fcfg, cfg.data.prompt_template, index)
+                stage.write_records(index, results, FilterResult)
             progress.advance(len(shard))
-    rows = stage.rows()
-    counts = {"candidates": len(candidates), "kept": sum(r["kept"] for r in rows),
-              "continuations": sum(r["continuations"] for r in rows),
-              "continuations_correct": sum(r["continuations_correct"] for r in rows),
-              "problems_covered": len({r["problem_id"] for r in rows if r["kept"]})}
-    if fcfg.diagnose and rows:
-        counts.update(diagnose_summary(rows))
+    results = stage.records(FilterResult)
+    counts: dict[str, Any] = {
+        "candidates": len(candidates), "kept": sum(r.kept for r in results),
+        "continuations": sum(r.continuations for r in results),
+        "continuations_correct": sum(r.continuations_correct for r in results),
+        "problems_covered": len({r.problem_id for r in results if r.kept}),
+    }
+    if fcfg.diagnose and results:
+        counts.update(diagnose_summary(results))
     stage.finish(counts)
     console.print(f"filter: {counts}")
     return stage
 
 
-def filter_shard(rows: list[dict[str, Any]], generator: Generator | None, grader: Grader, fcfg: FilterConfig,
-                 prompt_template: str, shard: int) -> list[dict[str, Any]]:
-    if not fcfg.enabled:
-        return [{**r, "continuations": 0, "continuations_correct": 0, "kept": True, "example_continuation": None}
-                for r in rows]
-    guided = continue_prefixes(generator, grader, rows, "guided_prefix", fcfg, prompt_template, shard,
-                               early_stop=not fcfg.diagnose)
-    out = []
-    for row, counts in zip(rows, guided):
-        out.append({**row, "continuations": counts.sampled, "continuations_correct": counts.correct,
-                    "kept": counts.correct >= fcfg.min_correct, "example_continuation": counts.example})
+def filter_shard(proposals: list[Proposal], generator: Generator | None, grader: Grader, fcfg: FilterConfig,
+                 prompt_template: str, shard: int) -> list[FilterResult]:
+    def result(p: Proposal, **fields: Any) -> FilterResult:
+        return FilterResult(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Proposal)}, **fields)
+
+    if generator is None:  # the filter is disabled: every candidate is kept
+        return [result(p, kept=True) for p in proposals]
+    guided = continue_prefixes(generator, grader, proposals, [p.guided_prefix or "" for p in proposals], fcfg,
+                               prompt_template, shard, early_stop=not fcfg.diagnose)
+    original: list[ContinuationCounts | None] = [None] * len(proposals)
     if fcfg.diagnose:
-        original = continue_prefixes(generator, grader, rows, "original_step_prefix", fcfg, prompt_template,
-                                     shard + 1_000_000, early_stop=False)
-        for row, counts in zip(out, original):
-            row.update(original_continuations=counts.sampled, original_correct=counts.correct)
-    return out
+        original = list(continue_prefixes(generator, grader, proposals,
+                                          [p.original_step_prefix or "" for p in proposals], fcfg, prompt_template,
+                                          shard + 1_000_000, early_stop=False))
+    return [
+        result(p, continuations=g.sampled, continuations_correct=g.correct, kept=g.correct >= fcfg.min_correct,
+               example_continuation=g.example, original_continuations=o.sampled if o else None,
+               original_correct=o.correct if o else None)
+        for p, g, o in zip(proposals, guided, original)
+    ]
 
 
-def continue_prefixes(generator: Generator, grader: Grader, rows: list[dict[str, Any]], prefix_key: str,
-                      fcfg: FilterConfig, prompt_template: str, shard: int, early_stop: bool) -> list[ContinuationCounts]:
-    """Continue each row's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`."""
-    counts = [ContinuationCounts() for _ in rows]
+def continue_prefixes(generator: Generator, grader: Grader, proposals: list[Proposal], prefixes: list[str],
+                      fcfg: FilterConfig, prompt_template: str, shard: int,
+                      early_stop: bool) -> list[ContinuationCounts]:
+    """Continue each proposal's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`."""
+    counts = [ContinuationCounts() for _ in proposals]
 
     def open_rows() -> list[int]:
         todo = []
@@ -93,37 +101,29 @@ def continue_prefixes(generator: Generator, grader: Grader, rows: list[dict[str,
     wave = 0
     while todo := open_rows():
         requests = [
-            Request(messages=[*user_message(prompt_template, rows[i]["problem"]),
-                              {"role": "assistant", "content": rows[i][prefix_key]}],
+            Request(messages=[*user_message(prompt_template, proposals[i].problem),
+                              {"role": "assistant", "content": prefixes[i]}],
                     continue_final=True, n=min(fcfg.wave_size, fcfg.n - counts[i].sampled))
             for i in todo
         ]
         params = sampling_params(fcfg, shard, seed=shard_seed(fcfg.seed + wave, shard))
-        outputs = generator.generate(requests, params)
-        texts = [c.text for out in outputs for c in out]
-        golds = [rows[i]["answer"] for i, out in zip(todo, outputs) for _ in out]
-        verdicts = iter(grader.grade(texts, golds))
-        for i, out in zip(todo, outputs):
-            for completion in out:
-                verdict = next(verdicts)
+        graded = generate_graded(generator, grader, requests, [proposals[i].answer for i in todo], params)
+        for i, samples in zip(todo, graded):
+            for g in samples:
                 counts[i].sampled += 1
-                if verdict.correct:
+                if g.verdict.correct:
                     counts[i].correct += 1
-                    counts[i].example = counts[i].example or completion.text
+                    counts[i].example = counts[i].example or g.completion.text
         wave += 1
     return counts
 
 
-def diagnose_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def diagnose_summary(results: list[FilterResult]) -> dict[str, Any]:
     """Coverage and mean accuracy from intervention vs original step (paper Table 1's comparison)."""
-    problems = {r["problem_id"] for r in rows}
-
-    def stats(sampled_key: str, correct_key: str) -> tuple[int, float]:
-        covered = len({r["problem_id"] for r in rows if r[correct_key] > 0})
-        accuracy = sum(r[correct_key] for r in rows) / max(1, sum(r[sampled_key] for r in rows))
-        return covered, accuracy
-
-    cov_i, acc_i = stats("continuations", "continuations_correct")
-    cov_o, acc_o = stats("original_continuations", "original_correct")
+    problems = {r.problem_id for r in results}
+    cov_i = len({r.problem_id for r in results if r.continuations_correct > 0})
+    acc_i = sum(r.continuations_correct for r in results) / max(1, sum(r.continuations for r in results))
+    cov_o = len({r.problem_id for r in results if (r.original_correct or 0) > 0})
+    acc_o = sum(r.original_correct or 0 for r in results) / max(1, sum(r.original_continuations or 0 for r in results))
     return {"diagnose_problems": len(problems), "intervention_coverage": cov_i, "intervention_accuracy": acc_i,
             "original_step_coverage": cov_o, "original_step_accuracy": acc_o}

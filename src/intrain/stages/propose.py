@@ -2,9 +2,11 @@
 
 For each failed attempt the proposer (by default the policy itself) sees the problem, the reference
 solution and the attempt cut into numbered substeps, and writes a verification, the first critical
-error and one replacement step. Every proposal is parsed into a status (`ok`, `no_tag`, `bad_json`,
-`bad_location`, `empty`, `leak`, `duplicate`); `ok` rows carry the guided prefix that the filter
-continues and SFT trains on.
+error and one replacement step. Every proposal gets a status: the parser's (`ok`, `no_tag`,
+`bad_json`, `bad_location`, `empty`), then `leak` when the intervention states the gold answer
+(`propose.leak_filter`) and `not_first` for an attempt's later `ok` proposals
+(`propose.per_attempt: first_ok`). `ok` rows carry the guided prefix that the filter continues and
+SFT trains on.
 """
 
 from __future__ import annotations
@@ -12,54 +14,57 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from intrain.config import ProposerConfig, fingerprint
+from intrain import fingerprints
+from intrain.config import ProposerConfig
 from intrain.engines.base import Generator, Request
+from intrain.interventions import guided_prefix, leaks_answer, parse_intervention
 from intrain.models import load_tokenizer
-from intrain.interventions import dedup, guided_prefix, leaks_answer, parse_intervention
 from intrain.progress import StageProgress, console
-from intrain.prompts import load_template, solve_messages, verify_prompt
+from intrain.prompts import ProposerTemplate, load_template, solve_messages, verify_prompt
+from intrain.records import Proposal, Rollout
 from intrain.stages import sample
 from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
-from intrain.steps import split_substeps
-from intrain.store import Stage, read_stage_rows, stage_hash
+from intrain.steps import Substep, split_substeps
+from intrain.store import Stage, read_stage_records
 
 NAME = "propose"
+STATUSES = ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "not_first")
 
 
-def failed_attempts(rollouts: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+def failed_attempts(rollouts: list[Rollout], limit: int | None) -> list[Rollout]:
     """Failed rollouts that have a reference solution to check against, in a stable order."""
-    rows = [r for r in rollouts if not r["correct"] and r["reference_solution"].strip() and r["completion"].strip()]
-    rows.sort(key=lambda r: (r["problem_id"], r["sample_index"]))
-    return rows[:limit] if limit else rows
+    failed = [r for r in rollouts if not r.correct and r.reference_solution.strip() and r.completion.strip()]
+    failed.sort(key=lambda r: (r.problem_id, r.sample_index))
+    return failed[:limit] if limit else failed
 
 
 def run(ctx: RunContext) -> Stage:
     cfg = ctx.config
     pcfg = cfg.propose
-    stage = Stage(ctx.run_dir, NAME, fingerprint(stage_hash(ctx.run_dir, sample.NAME), pcfg, cfg.model),
-                  force=ctx.force)
+    stage = ctx.open_stage(NAME, fingerprints.PROPOSE)
     if stage.complete:
         return stage
-    attempts = failed_attempts(read_stage_rows(ctx.run_dir, sample.NAME), pcfg.max_attempts)
+    attempts = failed_attempts(read_stage_records(ctx.run_dir, sample.NAME, Rollout), pcfg.max_attempts)
     template = load_template(pcfg.template)
     proposer = proposer_generator(ctx, pcfg.proposer)
     tokenizer = load_tokenizer(cfg.model.path)  # budgets in the policy's tokens, whoever proposes
     timings = {"generate_s": 0.0}
     turns = 2 if template.two_turn else 1
-    with StageProgress("propose", total=len(attempts) * (pcfg.n + (1 if turns == 2 else 0))) as progress:
+    with StageProgress("propose", total=len(attempts) * (pcfg.n + turns - 1)) as progress:
         for index, shard in enumerate(chunks(attempts, pcfg.shard_size)):
             if stage.has_shard(index):
                 progress.advance(len(shard) * (pcfg.n + turns - 1))
                 continue
             t0 = time.time()
-            stage.write_shard(index, propose_shard(shard, template, proposer, tokenizer, ctx, index, progress))
+            stage.write_records(index, propose_shard(shard, template, proposer, tokenizer, ctx, index, progress),
+                                Proposal)
             timings["generate_s"] += time.time() - t0
         timings["tokens"] = progress.tokens
-    rows = stage.rows()
-    counts = {"failed_attempts": len(attempts), "proposals": len(rows),
-              "truncated_prompts": sum(r["truncated"] for r in rows)}
-    for status in ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "duplicate"):
-        counts[status] = sum(r["status"] == status for r in rows)
+    proposals = stage.records(Proposal)
+    counts: dict[str, Any] = {"failed_attempts": len(attempts), "proposals": len(proposals),
+                              "truncated_prompts": sum(p.truncated for p in proposals)}
+    for status in STATUSES:
+        counts[status] = sum(p.status == status for p in proposals)
     stage.finish(counts, {k: round(v, 2) for k, v in timings.items()})
     console.print(f"propose: {counts}")
     return stage
@@ -69,62 +74,74 @@ def proposer_generator(ctx: RunContext, proposer: ProposerConfig) -> Generator:
     if proposer.kind == "self":
         return ctx.generator(ctx.config.model)
     if proposer.kind == "model":
+        assert proposer.model is not None  # the config validator requires it
         return ctx.generator(proposer.model)
     from intrain.engines.openai import OpenAIGenerator
 
+    assert proposer.base_url and proposer.name  # the config validator requires them
     return OpenAIGenerator(proposer.base_url, proposer.name)
 
 
-def propose_shard(attempts: list[dict[str, Any]], template, proposer: Generator, tokenizer, ctx: RunContext,
-                  shard: int, progress: StageProgress) -> list[dict[str, Any]]:
+def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer: Generator, tokenizer: Any,
+                  ctx: RunContext, shard: int, progress: StageProgress) -> list[Proposal]:
     pcfg = ctx.config.propose
-    substeps = [split_substeps(a["completion"], pcfg.separator) for a in attempts]
+    substeps = [split_substeps(a.completion, pcfg.separator) for a in attempts]
     histories: list[list[dict[str, str]]] = [[] for _ in attempts]
     solve_outputs: list[str | None] = [None] * len(attempts)
     if template.two_turn:
         # Turn 1: the proposer solves the problem with the reference first, in its own words (paper §3.4).
-        requests = [Request(messages=solve_messages(template, a["problem"], a["reference_solution"])) for a in attempts]
+        requests = [Request(messages=solve_messages(template, a.problem, a.reference_solution)) for a in attempts]
         solve_sampling = sampling_params(pcfg, shard, seed=shard_seed(pcfg.seed + 1, shard))
         outputs = proposer.generate(requests, solve_sampling, on_progress=progress.advance)
         for i, (request, out) in enumerate(zip(requests, outputs)):
             solve_outputs[i] = out[0].text
-            histories[i] = [*request.messages, {"role": "assistant", "content": out[0].text}]
+            histories[i] = [*(request.messages or []), {"role": "assistant", "content": out[0].text}]
     prompts = [
-        verify_prompt(template, tokenizer, problem=a["problem"], reference_solution=a["reference_solution"],
-                      answer=a["answer"], substeps=steps, max_tokens=pcfg.max_prompt_tokens, history=history)
+        verify_prompt(template, tokenizer, problem=a.problem, reference_solution=a.reference_solution,
+                      answer=a.answer, substeps=steps, max_tokens=pcfg.max_prompt_tokens, history=history)
         for a, steps, history in zip(attempts, substeps, histories)
     ]
     outputs = proposer.generate([Request(messages=p.messages, n=pcfg.n) for p in prompts],
                                 sampling_params(pcfg, shard), on_progress=progress.advance)
-    rows: list[dict[str, Any]] = []
+    proposals: list[Proposal] = []
     for attempt, steps, prompt, solve_output, completions in zip(attempts, substeps, prompts, solve_outputs, outputs):
         for proposal_index, completion in enumerate(completions):
             # Locations beyond what the proposer was shown cannot be trusted.
             parsed = parse_intervention(completion.text, prompt.shown_substeps)
             status, guided, original = parsed.status, None, None
             if status == "ok":
-                guided = guided_prefix(attempt["completion"], parsed.content, parsed.location, pcfg.separator)
-                original = original_step_prefix(attempt["completion"], steps, parsed.location)
-                if ctx.config.filter.leak_filter and leaks_answer(parsed.content, attempt["answer"]):
+                assert parsed.content is not None and parsed.location is not None
+                guided = guided_prefix(attempt.completion, parsed.content, parsed.location, pcfg.separator)
+                original = original_step_prefix(attempt.completion, steps, parsed.location)
+                if pcfg.leak_filter and leaks_answer(parsed.content, attempt.answer):
                     status = "leak"
-            rows.append({
-                "problem_id": attempt["problem_id"], "attempt_id": f"{attempt['problem_id']}#{attempt['sample_index']}",
-                "proposal_index": proposal_index, "source": attempt["source"], "problem": attempt["problem"],
-                "answer": attempt["answer"], "reference_solution": attempt["reference_solution"],
-                "attempt": attempt["completion"], "num_substeps": len(steps), "shown_substeps": prompt.shown_substeps,
-                "truncated": prompt.truncated, "solve_output": solve_output, "proposer_output": completion.text,
-                "proposer_finish_reason": completion.finish_reason, "status": status, "content": parsed.content,
-                "location": parsed.location, "guided_prefix": guided, "original_step_prefix": original,
-            })
-    if ctx.config.filter.dedup == "attempt":
-        keep = dedup(rows, key=("problem_id", "attempt_id"))
-        for row, first in zip(rows, keep):
-            if row["status"] == "ok" and not first:
-                row["status"] = "duplicate"
-    return rows
+            proposals.append(Proposal(
+                problem_id=attempt.problem_id, attempt_id=attempt.attempt_id, proposal_index=proposal_index,
+                source=attempt.source, problem=attempt.problem, answer=attempt.answer,
+                reference_solution=attempt.reference_solution, attempt=attempt.completion,
+                num_substeps=len(steps), shown_substeps=prompt.shown_substeps, truncated=prompt.truncated,
+                solve_output=solve_output, proposer_output=completion.text,
+                proposer_finish_reason=completion.finish_reason, status=status, content=parsed.content,
+                location=parsed.location, guided_prefix=guided, original_step_prefix=original,
+            ))
+    if pcfg.per_attempt == "first_ok":
+        mark_not_first(proposals)
+    return proposals
 
 
-def original_step_prefix(trace: str, steps, location: int) -> str:
+def mark_not_first(proposals: list[Proposal]) -> None:
+    """Keep the first `ok` proposal of each attempt (paper: one intervention per failed attempt);
+    later `ok` ones become `not_first`, so the filter spends no samples on them."""
+    seen: set[str] = set()
+    for p in proposals:
+        if p.status != "ok":
+            continue
+        if p.attempt_id in seen:
+            p.status = "not_first"
+        seen.add(p.attempt_id)
+
+
+def original_step_prefix(trace: str, steps: list[Substep], location: int) -> str:
     """Prefix plus the original (erroneous) substep: the baseline the paper's Table 1 compares against."""
     step = steps[location - 1]
     return trace[: step.end]

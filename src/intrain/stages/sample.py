@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from intrain.config import fingerprint
+from intrain import fingerprints
+from intrain.records import Rollout
 from intrain.stages.common import RunContext
 from intrain.stages.rollouts import write_rollouts
 from intrain.store import Stage
@@ -12,17 +13,16 @@ NAME = "sample"
 
 def run(ctx: RunContext) -> Stage:
     cfg = ctx.config
-    stage = Stage(ctx.run_dir, NAME, fingerprint(cfg.model, cfg.data.train, cfg.data.prompt_template, cfg.sample),
-                  force=ctx.force)
+    stage = ctx.open_stage(NAME, fingerprints.SAMPLE)
     if stage.complete:
         return stage
     problems = ctx.problems("train")
     timings = write_rollouts(stage, problems, cfg.data.prompt_template, cfg.sample, ctx.generator(cfg.model),
                              ctx.grader, "sample")
-    rows = stage.rows()
+    rollouts = stage.records(Rollout)
     stage.finish({
-        "problems": len(problems), "rollouts": len(rows),
-        "correct": sum(r["correct"] for r in rows), "failed": sum(not r["correct"] for r in rows),
-        "truncated": sum(r["finish_reason"] == "length" for r in rows),
+        "problems": len(problems), "rollouts": len(rollouts),
+        "correct": sum(r.correct for r in rollouts), "failed": sum(not r.correct for r in rollouts),
+        "truncated": sum(r.finish_reason == "length" for r in rollouts),
     }, timings)
     return stage

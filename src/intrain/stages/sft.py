@@ -7,49 +7,61 @@ follows: the continuation that made the intervention pass the filter is delibera
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from intrain.config import fingerprint
+from intrain import fingerprints
+from intrain.fingerprints import StageInputs
 from intrain.models import load_tokenizer
 from intrain.progress import console
+from intrain.records import FilterResult, SFTExample
 from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext
-from intrain.store import Stage, read_stage_rows, stage_hash
-from intrain.training import sft_row, train_sft
+from intrain.store import Stage, read_stage_records
+from intrain.training.sft import sft_row, train_sft
 
 NAME = "sft"
 
 
+@dataclass(frozen=True)
+class Target:
+    """problem -> text to clone."""
+
+    problem_id: str
+    problem: str
+    text: str
+
+
 def run(ctx: RunContext) -> Stage:
-    kept = [r for r in read_stage_rows(ctx.run_dir, filter_stage.NAME) if r["kept"]]
-    examples = [{"problem_id": r["problem_id"], "problem": r["problem"], "target": r["guided_prefix"]} for r in kept]
-    return train_stage(ctx, NAME, stage_hash(ctx.run_dir, filter_stage.NAME), examples, close_turn=False)
+    kept = [r for r in read_stage_records(ctx.run_dir, filter_stage.NAME, FilterResult) if r.kept]
+    targets = [Target(r.problem_id, r.problem, r.guided_prefix or "") for r in kept]
+    return train_stage(ctx, NAME, fingerprints.SFT, targets, close_turn=False)
 
 
-def train_stage(ctx: RunContext, label: str, upstream_hash: str | None, examples: list[dict[str, Any]],
-                close_turn: bool) -> Stage:
-    """SFT the configured policy on problem -> target examples into the stage folder `label`."""
+def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[Target], close_turn: bool) -> Stage:
+    """SFT the configured policy on problem -> target into the stage folder `label`; `inputs` declares
+    what the targets were made from (InT: the filter stage; baselines: their own sources)."""
     cfg = ctx.config
-    stage = Stage(ctx.run_dir, label,
-                  fingerprint(upstream_hash, cfg.sft, cfg.model, cfg.data.prompt_template, {"close_turn": close_turn}),
-                  force=ctx.force)
+    stage = ctx.open_stage(label, inputs, close_turn=close_turn)
     if stage.complete:
         return stage
     if not stage.has_shard(0):
         tokenizer = load_tokenizer(cfg.model.path)
-        rows = [{**ex, **sft_row(tokenizer, cfg.data.prompt_template, ex["problem"], ex["target"], close_turn,
-                                 cfg.model.chat_template_kwargs)} for ex in examples]
-        stage.write_shard(0, rows)
-    rows = stage.read_shard(0)
-    usable = [r for r in rows if len(r["input_ids"]) <= cfg.sft.max_length]
-    counts: dict[str, Any] = {"examples": len(examples), "sft_rows": len(usable), "too_long": len(rows) - len(usable)}
+        examples = [SFTExample(problem_id=t.problem_id, problem=t.problem, target=t.text,
+                               **sft_row(tokenizer, cfg.data.prompt_template, t.problem, t.text, close_turn,
+                                         cfg.model.chat_template_kwargs))
+                    for t in targets]
+        stage.write_records(0, examples, SFTExample)
+    rows = stage.records(SFTExample)
+    usable = [r for r in rows if len(r.input_ids) <= cfg.sft.max_length]
+    counts: dict[str, Any] = {"examples": len(rows), "sft_rows": len(usable), "too_long": len(rows) - len(usable)}
     if not usable:
         console.print(f"[yellow]{label}: no training rows; nothing to train, the policy is unchanged")
         stage.finish(counts, model=None)
         return stage
     # Release the sampling engine first: a laptop holds one copy of the model at a time.
     ctx.release_generators()
-    result = train_sft([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in usable], cfg.model, cfg.sft,
+    result = train_sft([{"input_ids": r.input_ids, "labels": r.labels} for r in usable], cfg.model, cfg.sft,
                        cfg.model.path, cfg.model.adapter, stage.path)
     counts.update(steps=result["steps"], first_loss=result["first_loss"], last_loss=result["last_loss"])
     stage.finish(counts, model=result["path"])

@@ -1,0 +1,115 @@
+"""What each stage's output depends on, declared once, and the fingerprint derived from it.
+
+A stage declares its inputs as a `StageInputs`: the config fields it reads (dotted paths; a section
+name stands for all its fields) and the upstream stages whose output it reads. Its fingerprint is a
+hash of exactly those fields' values, the upstream stages' own fingerprints (read from their
+manifests, so redoing `sample` invalidates `propose` and everything after it) and the explicit
+arguments of the call (the checkpoint an eval scores, an RL seed chosen by `compare`). Nothing else
+enters, so changing a field a stage does not read never redoes it, and changing one it reads always
+does. `NOT_STAGE_INPUTS` lists the fields no stage output depends on; a test walks every leaf of the
+config and fails when a field is in neither place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from intrain.config import Config
+
+# Fields that decide which stages run or how fast, never what a stage writes.
+NOT_STAGE_INPUTS: dict[str, str] = {
+    "grading.workers": "pool size; verdicts do not depend on it",
+    "output.run_dir": "where the run lives, not what it holds",
+    "rl.enabled": "whether `intrain run` runs RL at all",
+    "compare": "which arms and seeds `intrain compare` runs; each choice reaches the RL stage as an argument",
+    "warmup": "read by `intrain warmup`, a one-off job that writes an adapter and its report, not a resumable stage",
+}
+
+# Generation numerics: the engine, device, precision, batch composition and context length all change
+# sampled tokens, so every generating stage declares them; training stages declare only what they load.
+_POLICY = ("model.path", "model.adapter", "model.chat_template_kwargs")
+_TRAINING = (*_POLICY, "model.device", "model.dtype")
+_GENERATION = (*_TRAINING, "model.engine", "model.batch_size", "model.tensor_parallel_size",
+               "model.gpu_memory_utilization", "model.max_model_len")
+_TRAIN_DATA = ("data.train", "data.on_invalid")
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """Config fields (dotted paths or section names) and upstream stages that decide a stage's output."""
+
+    config: tuple[str, ...]
+    upstream: tuple[str, ...] = ()
+
+
+SAMPLE = StageInputs(config=(*_GENERATION, *_TRAIN_DATA, "data.prompt_template", "sample", "grading.timeout_s"))
+EVAL = StageInputs(config=(*_GENERATION, "data.eval", *_TRAIN_DATA, "data.prompt_template", "eval",
+                           "grading.timeout_s"))
+PROPOSE = StageInputs(config=(*_GENERATION, "propose"), upstream=("sample",))
+FILTER = StageInputs(config=(*_GENERATION, "data.prompt_template", "filter", "grading.timeout_s"),
+                     upstream=("propose",))
+REFLECT = StageInputs(config=(*_GENERATION, "propose.temperature", "propose.top_p", "propose.top_k", "propose.seed",
+                              "propose.shard_size", "propose.max_attempts", "sample.max_tokens", "grading.timeout_s"),
+                      upstream=("sample",))
+_SFT_CONFIG = (*_TRAINING, "data.prompt_template", "sft")
+SFT = StageInputs(config=_SFT_CONFIG, upstream=("filter",))
+SFT_REFERENCE = StageInputs(config=(*_SFT_CONFIG, *_TRAIN_DATA))
+SFT_RFT = StageInputs(config=_SFT_CONFIG, upstream=("sample",))
+SFT_REFLECTION = StageInputs(config=_SFT_CONFIG, upstream=("reflect",))
+RL = StageInputs(config=(*_TRAINING, "model.max_model_len", *_TRAIN_DATA, "data.prompt_template", "rl",
+                         "grading.timeout_s"))
+
+ALL_STAGES: dict[str, StageInputs] = {
+    "sample": SAMPLE, "eval": EVAL, "propose": PROPOSE, "filter": FILTER, "reflect": REFLECT, "sft": SFT,
+    "sft-reference": SFT_REFERENCE, "sft-rft": SFT_RFT, "sft-reflection": SFT_REFLECTION, "rl": RL,
+}
+
+
+def config_value(config: Config, path: str) -> Any:
+    """The JSON value of a dotted config path."""
+    node: Any = config.model_dump(mode="json")
+    for part in path.split("."):
+        node = node[part] if isinstance(node, dict) else None
+    return node
+
+
+def fingerprint(inputs: StageInputs, config: Config, run_dir: Path | None, **arguments: Any) -> str:
+    """Hash of the declared config values, the upstream stages' fingerprints and the call's arguments."""
+    payload = {
+        "config": {path: _without(config_value(config, path), path) for path in inputs.config},
+        "upstream": {name: upstream_hash(run_dir, name) for name in inputs.upstream},
+        "arguments": arguments,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _without(value: Any, path: str) -> Any:
+    # A declared section minus its fields that no output depends on (e.g. `rl` without `rl.enabled`).
+    if not isinstance(value, dict):
+        return value
+    return {k: _without(v, f"{path}.{k}") for k, v in value.items() if f"{path}.{k}" not in NOT_STAGE_INPUTS}
+
+
+def upstream_hash(run_dir: Path | None, name: str) -> str | None:
+    if run_dir is None:
+        return None
+    manifest = Path(run_dir) / name / "manifest.json"
+    if not manifest.exists():
+        return None
+    return json.loads(manifest.read_text()).get("config_hash")
+
+
+def producer_hash(model_path: str | None) -> str | None:
+    """Fingerprint of the stage that wrote a checkpoint (`RUN/<stage>/model`), so that redoing that
+    stage invalidates whatever was computed from the checkpoint although its path is unchanged."""
+    if not model_path:
+        return None
+    folder = Path(os.path.expanduser(model_path))
+    if not folder.is_dir():
+        return None
+    return upstream_hash(folder.parent.parent, folder.parent.name)

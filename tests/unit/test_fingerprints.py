@@ -1,0 +1,153 @@
+"""Each stage's fingerprint moves with exactly the config fields it declares."""
+
+import json
+import types
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from intrain.config import Config, Section
+from intrain.fingerprints import ALL_STAGES, NOT_STAGE_INPUTS, StageInputs, fingerprint, producer_hash
+
+
+def _section_type(annotation) -> type[Section] | None:
+    """The Section class behind `X`, `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        found = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, Section)]
+        return found[0] if found else None
+    return None
+
+
+def leaf_fields(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every leaf field of the config schema, including those under sections that default to None."""
+    out = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        section = _section_type(info.annotation)
+        out += leaf_fields(section, f"{path}.") if section else [path]
+    return out
+
+
+LEAVES = leaf_fields()
+
+
+def _materialise(raw: dict, path: str) -> None:
+    """Give every None section on `path` its default value, so the leaf exists."""
+    node, model = raw, Config
+    for part in path.split(".")[:-1]:
+        section = _section_type(model.model_fields[part].annotation)
+        if node.get(part) is None:
+            node[part] = section().model_dump(mode="json")
+        node, model = node[part], section
+
+
+def _perturbed_values(value, annotation):
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value - 1]
+    if isinstance(value, float):
+        return [value / 2 if value else 0.5, min(value + 0.05, 0.99)]
+    if isinstance(value, str):
+        choices = [a for a in typing.get_args(annotation) if isinstance(a, str) and a != value]
+        return choices or [value + "x", value + "{problem}"]
+    if isinstance(value, list):
+        return [value + value[-1:] if value else ["x"], value[:-1], [1, 2]]
+    if isinstance(value, dict):
+        return [{**value, "x": "y"}]
+    if value is None:
+        return [7, "x", 0.5, {"x": "y"}, True, [1]]
+    raise AssertionError(f"no perturbation for {value!r}")
+
+
+# Fields whose other values are valid only together with another field: set that one in the baseline.
+_BASELINE_NEEDS = {"propose.proposer.kind": {"base_url": "http://127.0.0.1:9/v1", "name": "proposer"}}
+
+
+def perturbed(path: str) -> tuple[Config, Config]:
+    """(baseline, config differing from it in `path` alone), both valid."""
+    raw = Config().model_dump(mode="json")
+    _materialise(raw, path)
+    raw["propose"]["proposer"].update(_BASELINE_NEEDS.get(path, {}))
+    base = Config.model_validate(raw)
+    parent = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        parent = parent[part]
+    model = Config
+    for part in parts[:-1]:
+        model = _section_type(model.model_fields[part].annotation)
+    annotation = model.model_fields[parts[-1]].annotation
+    for candidate in _perturbed_values(parent[parts[-1]], annotation):
+        parent[parts[-1]] = candidate
+        try:
+            changed = Config.model_validate(raw)
+        except Exception:
+            continue
+        if changed.model_dump(mode="json") != base.model_dump(mode="json"):
+            return base, changed
+    raise AssertionError(f"could not perturb {path}")
+
+
+def declares(inputs: StageInputs, path: str) -> bool:
+    return any(path == d or path.startswith(d + ".") for d in inputs.config)
+
+
+def excluded(path: str) -> bool:
+    return any(path == e or path.startswith(e + ".") for e in NOT_STAGE_INPUTS)
+
+
+def test_every_leaf_is_an_input_or_listed_as_none():
+    orphans = [p for p in LEAVES if not excluded(p) and not any(declares(s, p) for s in ALL_STAGES.values())]
+    assert not orphans, f"config fields neither declared by a stage nor in NOT_STAGE_INPUTS: {orphans}"
+    both = [p for p in LEAVES if excluded(p) and any(declares(s, p) for s in ALL_STAGES.values())
+            and not any(p == e for e in NOT_STAGE_INPUTS)]
+    assert not both, both
+
+
+def test_declarations_name_real_fields():
+    sections = {p.rsplit(".", i)[0] for p in LEAVES for i in range(p.count(".") + 1)}
+    for stage, inputs in ALL_STAGES.items():
+        unknown = [d for d in inputs.config if d not in sections]
+        assert not unknown, f"{stage} declares unknown fields {unknown}"
+    assert all(e in sections for e in NOT_STAGE_INPUTS)
+
+
+@pytest.mark.parametrize("path", LEAVES)
+def test_perturbing_a_field_moves_exactly_the_stages_that_declare_it(path):
+    base, changed = perturbed(path)
+    moved = {name for name, inputs in ALL_STAGES.items()
+             if fingerprint(inputs, base, None) != fingerprint(inputs, changed, None)}
+    expected = set() if excluded(path) else {n for n, inputs in ALL_STAGES.items() if declares(inputs, path)}
+    assert moved == expected
+
+
+def _finish(run: Path, name: str, digest: str) -> None:
+    (run / name).mkdir(parents=True, exist_ok=True)
+    (run / name / "manifest.json").write_text(json.dumps({"status": "complete", "config_hash": digest}))
+
+
+def test_upstream_fingerprints_chain(tmp_path):
+    config = Config()
+    _finish(tmp_path, "sample", "aaa")
+    before = fingerprint(ALL_STAGES["propose"], config, tmp_path)
+    _finish(tmp_path, "sample", "bbb")
+    assert fingerprint(ALL_STAGES["propose"], config, tmp_path) != before
+    assert fingerprint(ALL_STAGES["sample"], config, tmp_path) == fingerprint(ALL_STAGES["sample"], config, None)
+
+
+def test_producer_hash_reads_the_stage_that_wrote_a_checkpoint(tmp_path):
+    (tmp_path / "sft" / "model").mkdir(parents=True)
+    _finish(tmp_path, "sft", "abc")
+    assert producer_hash(str(tmp_path / "sft" / "model")) == "abc"
+    assert producer_hash("embedded:smollm2") is None and producer_hash(None) is None
+
+
+def test_arguments_enter_the_fingerprint():
+    config = Config()
+    eval_inputs = ALL_STAGES["eval"]
+    assert fingerprint(eval_inputs, config, None, target="a") != fingerprint(eval_inputs, config, None, target="b")
