@@ -1,4 +1,4 @@
-"""Evaluation and training metrics: unbiased pass@k, avg@n, zero-advantage ratio."""
+"""Evaluation metrics: unbiased pass@k and avg@n. (RL's zero-advantage ratio is TRL's frac_reward_zero_std.)"""
 
 from __future__ import annotations
 
@@ -34,16 +34,3 @@ def avg_at_n(groups: Sequence[Sequence[bool]]) -> float:
     if not groups:
         return 0.0
     return sum(sum(g) / len(g) for g in groups) / len(groups)
-
-
-def zero_advantage_ratio(groups: Sequence[Sequence[float]]) -> float:
-    """Share of groups whose rewards are all equal: their advantages r - mean(r) are all zero."""
-    if not groups:
-        return 0.0
-    return sum(1 for g in groups if max(g) == min(g)) / len(groups)
-
-
-def group_advantages(rewards: Sequence[float]) -> list[float]:
-    """GRPO advantage as in the paper: reward minus the group mean, no std scaling."""
-    mean = sum(rewards) / len(rewards)
-    return [r - mean for r in rewards]

@@ -39,7 +39,6 @@ __all__ = [
     "split_substeps",
     "render_numbered",
     "prefix_before",
-    "char_to_token_offset",
     "DEFAULT_SEPARATOR",
 ]
 
@@ -147,25 +146,3 @@ def prefix_before(trace: str, substeps: Sequence[Substep], location: int) -> str
     if location == 1:
         return ""
     return trace[: substeps[location - 2].end]
-
-
-def char_to_token_offset(offsets: Sequence[Sequence[int]], char_pos: int) -> int:
-    """Index of the first token whose span starts at or after ``char_pos``.
-
-    ``offsets`` is a tokenizer offset mapping (``(start, end)`` per token, e.g.
-    ``return_offsets_mapping=True``).  Zero-width spans (special tokens such as
-    BOS/EOS, reported as ``(0, 0)``) are skipped, so they never count as "the
-    first token at ``char_pos``".  A token straddling ``char_pos`` (starts before
-    it, ends after it) belongs to the part *before* ``char_pos``.  Returns
-    ``len(offsets)`` when no token starts at or after ``char_pos``; so
-    ``tokens[:k]`` covers the text before ``char_pos`` and ``tokens[k:]`` the rest.
-    """
-    if char_pos < 0:
-        raise ValueError(f"char_pos must be >= 0, got {char_pos}")
-    for i, span in enumerate(offsets):
-        start, end = int(span[0]), int(span[1])
-        if start == end:
-            continue
-        if start >= char_pos:
-            return i
-    return len(offsets)

@@ -2,7 +2,7 @@ from math import comb
 
 import pytest
 
-from intrain.metrics import avg_at_n, group_advantages, mean_pass_at_k, pass_at_k, zero_advantage_ratio
+from intrain.metrics import avg_at_n, mean_pass_at_k, pass_at_k
 
 
 @pytest.mark.parametrize("n,c,k", [(10, 3, 1), (10, 3, 4), (16, 1, 8), (128, 5, 8), (8, 0, 4), (8, 8, 1), (5, 2, 4)])
@@ -23,5 +23,3 @@ def test_group_level_metrics():
     groups = [[True, False, False, False], [False] * 4, [True] * 4]
     assert avg_at_n(groups) == pytest.approx((0.25 + 0 + 1) / 3)
     assert mean_pass_at_k(groups, 4) == pytest.approx(2 / 3)
-    assert zero_advantage_ratio([[0, 0], [1, 0], [1, 1]]) == pytest.approx(2 / 3)
-    assert group_advantages([1, 0, 0, 1]) == [0.5, -0.5, -0.5, 0.5]

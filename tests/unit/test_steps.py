@@ -6,7 +6,6 @@ import pytest
 
 from intrain.steps import (
     Substep,
-    char_to_token_offset,
     prefix_before,
     render_numbered,
     split_substeps,
@@ -181,48 +180,3 @@ def test_long_trace_offsets():
     assert len(steps) == 300
     _check_offsets(trace, steps)
     assert prefix_before(trace, steps, 300) == "\r\n\r\n".join(parts[:299])
-
-
-# --------------------------------------------------------------------------- #
-# char_to_token_offset
-# --------------------------------------------------------------------------- #
-
-
-def test_char_to_token_offset_basic():
-    # "ab\n\ncd" tokenised as ["ab", "\n\n", "cd"]
-    offsets = [(0, 2), (2, 4), (4, 6)]
-    assert char_to_token_offset(offsets, 0) == 0
-    assert char_to_token_offset(offsets, 2) == 1
-    assert char_to_token_offset(offsets, 4) == 2
-    assert char_to_token_offset(offsets, 6) == 3  # past the last token
-    assert char_to_token_offset(offsets, 100) == 3
-
-
-def test_char_to_token_offset_straddling_token_goes_before():
-    offsets = [(0, 3), (3, 7), (7, 9)]
-    assert char_to_token_offset(offsets, 5) == 2
-
-
-def test_char_to_token_offset_skips_special_tokens():
-    # BOS (0,0) then text, then EOS (0,0)
-    offsets = [(0, 0), (0, 2), (2, 4), (0, 0)]
-    assert char_to_token_offset(offsets, 0) == 1
-    assert char_to_token_offset(offsets, 2) == 2
-    assert char_to_token_offset(offsets, 4) == 4
-
-
-def test_char_to_token_offset_accepts_lists_and_empty():
-    assert char_to_token_offset([[0, 1], [1, 2]], 1) == 1
-    assert char_to_token_offset([], 0) == 0
-    with pytest.raises(ValueError):
-        char_to_token_offset([(0, 1)], -1)
-
-
-def test_char_to_token_offset_with_substep_start():
-    trace = "Hello there.\n\nSecond step."
-    steps = split_substeps(trace)
-    # whitespace-attached tokenisation: " there", ".\n\n", "Second", " step", "."
-    offsets = [(0, 5), (5, 11), (11, 14), (14, 20), (20, 25), (25, 26)]
-    k = char_to_token_offset(offsets, steps[1].start)
-    assert k == 3
-    assert trace[offsets[k][0] :].startswith("Second")

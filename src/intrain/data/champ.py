@@ -112,7 +112,10 @@ def load_champ(
 @dataclass(frozen=True)
 class ChampAnnotation:
     """A first-wrong-step annotation of a model solution.  ``start``/``end`` index into
-    ``text`` (both ``None`` when the annotator found no mistake)."""
+    ``text`` (both ``None`` when the annotator found no mistake).
+
+    No stage reads these yet; they are the human labels a proposer-scoring command will score
+    first-error localisation against (kept and tested for that)."""
 
     problem_id: str
     model_key: str

@@ -50,6 +50,9 @@ class SamplingParams:
     top_k: int = 0  # 0 = off
     max_tokens: int = 256
     seed: int = 0
+    # No stage sets these two yet. Kept, engine-tested, for the work they exist for: stop strings for
+    # ending a rollout once its answer is boxed (the demo's generation budget), and processed
+    # log-probabilities for the run report's on-policy-ness view (NLL of SFT targets under the policy).
     stop: tuple[str, ...] = ()
     logprobs: bool = False
 
