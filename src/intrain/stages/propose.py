@@ -17,18 +17,18 @@ from typing import Any
 from intrain import fingerprints
 from intrain.config import ProposerConfig
 from intrain.engines.base import Generator, Request
-from intrain.interventions import guided_prefix, leaks_answer, parse_intervention
+from intrain.interventions import (STATUSES, guided_prefix, leaks_answer, mark_not_first, original_step_prefix,
+                                  parse_intervention)
 from intrain.models import load_tokenizer
 from intrain.progress import StageProgress, console
 from intrain.prompts import ProposerTemplate, load_template, solve_messages, verify_prompt
 from intrain.records import Proposal, Rollout
 from intrain.stages import sample
 from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
-from intrain.steps import Substep, split_substeps
+from intrain.steps import split_substeps
 from intrain.store import Stage, read_stage_records
 
 NAME = "propose"
-STATUSES = ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "not_first")
 
 
 def failed_attempts(rollouts: list[Rollout], limit: int | None) -> list[Rollout]:
@@ -127,21 +127,3 @@ def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer:
     if pcfg.per_attempt == "first_ok":
         mark_not_first(proposals)
     return proposals
-
-
-def mark_not_first(proposals: list[Proposal]) -> None:
-    """Keep the first `ok` proposal of each attempt (paper: one intervention per failed attempt);
-    later `ok` ones become `not_first`, so the filter spends no samples on them."""
-    seen: set[str] = set()
-    for p in proposals:
-        if p.status != "ok":
-            continue
-        if p.attempt_id in seen:
-            p.status = "not_first"
-        seen.add(p.attempt_id)
-
-
-def original_step_prefix(trace: str, steps: list[Substep], location: int) -> str:
-    """Prefix plus the original (erroneous) substep: the baseline the paper's Table 1 compares against."""
-    step = steps[location - 1]
-    return trace[: step.end]

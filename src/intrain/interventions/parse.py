@@ -1,4 +1,4 @@
-"""Parse self-proposed interventions and build guided prefixes (paper §3.5).
+"""Parse the proposer's ``<intervention>`` block into content + location (paper §3.5).
 
 The proposer ends its answer with::
 
@@ -7,11 +7,17 @@ The proposer ends its answer with::
     </intervention>
 
 Model output is messy, so :func:`parse_intervention` is a ladder of increasingly
-tolerant attempts. The module is long for that reason alone: each rung repairs a failure seen in
-real proposer output, and they share the block extraction and the LaTeX-aware escape handling.
-:func:`leak_normal_form` differs from ``grading.normalize_answer`` on purpose: it serves substring
-search (leaks), not equality, so it keeps word boundaries and rewrites fractions.  Nothing here ever calls ``eval``/``exec`` on model text
-(``ast.literal_eval`` is used as one attempt; it only builds literals).
+tolerant attempts: tag block extraction, then strict JSON, JSON without trailing
+commas, ``ast.literal_eval`` (Python dict syntax; it only builds literals), and a
+regex/scanner for broken dict text and markdown ``Content:``/``Location:`` fields.
+Each rung repairs a failure seen in real proposer output; they share the block
+extraction and the LaTeX-aware escape handling.  Nothing here ever calls
+``eval``/``exec`` or compiles model text to code.
+
+The generic JSON repair is ours rather than a library's: json-repair 0.64.6 in
+place of our rungs passed 73-75 of the 79 unit-test parse cases, and 78 only as
+an extra last rung (it cuts content at an unescaped inner quote, misreads
+triple-quoted strings, and turns a string truncated mid-word into content).
 
 Design decisions
 ----------------
@@ -49,9 +55,9 @@ Design decisions
   ``INSERT_STEP_CONTENT`` -- checked before the location, since the echoed
   template has a placeholder location too) > ``bad_json`` (content or location
   key cannot be recovered) > ``bad_location`` (location present but not an
-  integer in range) > ``ok``.  ``leak`` and ``duplicate`` are assigned by
-  callers with :func:`leaks_answer` and :func:`dedup`.
-* **Leaks.**  See :func:`leaks_answer`.
+  integer in range) > ``ok``.  ``leak`` and ``not_first`` are assigned by
+  callers (:func:`intrain.interventions.leaks.leaks_answer`,
+  :func:`intrain.interventions.selection.mark_not_first`).
 """
 
 from __future__ import annotations
@@ -61,9 +67,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable
-
-from intrain.steps import prefix_before, split_substeps
+from typing import Any
 
 __all__ = [
     "STATUSES",
@@ -71,14 +75,9 @@ __all__ = [
     "parse_intervention",
     "extract_last_block",
     "unescape_model_string",
-    "double_newlines",
-    "guided_prefix",
-    "leak_normal_form",
-    "leaks_answer",
-    "dedup",
 ]
 
-STATUSES = ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "duplicate")
+STATUSES = ("ok", "no_tag", "bad_json", "bad_location", "empty", "leak", "not_first")
 
 
 @dataclass(frozen=True)
@@ -591,191 +590,3 @@ def parse_intervention(output: str, num_substeps: int) -> ParsedIntervention:
     if loc is None or not 1 <= loc <= num_substeps:
         return ParsedIntervention("bad_location", content, loc, raw)
     return ParsedIntervention("ok", content, loc, raw)
-
-
-# --------------------------------------------------------------------------- #
-# Guided prefix
-# --------------------------------------------------------------------------- #
-
-_NEWLINE_RUN = re.compile(r"\n(?:[ \t]*\n)*")
-
-
-def double_newlines(content: str) -> str:
-    """Make every line of ``content`` its own substep.
-
-    CRLF -> LF, then every run of newlines (blank / whitespace-only lines
-    included) becomes exactly ``"\\n\\n"``: a single newline is doubled, an
-    existing blank line is *not* turned into four newlines.
-    """
-    return _NEWLINE_RUN.sub("\n\n", content.replace("\r\n", "\n"))
-
-
-def guided_prefix(trace: str, content: str, location: int, separator: str = "\n\n") -> str:
-    """Prefix (substeps before ``location``, as in the original) + separator + content.
-
-    The content has its newlines doubled (:func:`double_newlines`) and is
-    stripped.  For ``location == 1`` the result is just the content.  Raises
-    ``ValueError`` for a location outside ``1..num_substeps``.
-    """
-    substeps = split_substeps(trace, separator)
-    prefix = prefix_before(trace, substeps, location)
-    body = double_newlines(content).strip()
-    if location == 1:
-        return body
-    return prefix + separator + body
-
-
-# --------------------------------------------------------------------------- #
-# Leak filter
-# --------------------------------------------------------------------------- #
-
-
-_LATEX_TOKEN = re.compile(r"\\[a-z]+|\\[^a-z]", re.DOTALL)
-
-
-def _brace_arg(s: str, i: int) -> tuple[str, int] | None:
-    """Read one LaTeX argument at ``s[i]`` (balanced ``{...}`` or one token)."""
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if i >= len(s):
-        return None
-    if s[i] == "{":
-        depth = 0
-        for j in range(i, len(s)):
-            if s[j] == "{":
-                depth += 1
-            elif s[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return s[i + 1 : j], j + 1
-        return None
-    if s[i] == "\\":
-        m = _LATEX_TOKEN.match(s, i)
-        if m is not None:
-            return m.group(0), m.end()
-    return s[i], i + 1
-
-
-def _frac_to_slash(s: str) -> str:
-    r"""``\frac{a}{b}`` -> ``a/b`` (``(a+b)/2`` when an argument is compound)."""
-    out: list[str] = []
-    i = 0
-    while True:
-        k = s.find("\\frac", i)
-        if k == -1:
-            out.append(s[i:])
-            break
-        out.append(s[i:k])
-        a = _brace_arg(s, k + 5)
-        b = _brace_arg(s, a[1]) if a else None
-        if a is None or b is None:
-            out.append("\\frac")
-            i = k + 5
-            continue
-        parts = []
-        for arg in (a[0], b[0]):
-            arg = _frac_to_slash(arg)
-            simple = re.fullmatch(r"\s*-?[a-z0-9.\\]*\s*", arg) is not None
-            parts.append(arg.strip() if simple else f"({arg.strip()})")
-        out.append(f"{parts[0]}/{parts[1]}")
-        i = b[1]
-    return "".join(out)
-
-
-_WRAPPER_CMDS = re.compile(
-    r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|operatorname|mbox|displaystyle"
-    r"|left|right|bigl|bigr|big)(?![a-z])"
-)
-
-
-def leak_normal_form(text: str) -> str:
-    r"""Normalisation shared by gold answers and intervention content for leak checks.
-
-    Lowercase; ``\dfrac``/``\tfrac`` -> ``\frac``; ``\frac{a}{b}`` -> ``a/b``;
-    drop ``$``, ``\boxed``, ``\text``-like wrappers, ``\left``/``\right``, spacing
-    commands, braces; ``\%`` -> ``%``; thousands commas between digits removed;
-    whitespace removed except a single space kept between two alphanumerics (so
-    ``"2 4"`` does not become ``"24"``).
-    """
-    s = text.replace("\r\n", "\n").lower()
-    s = re.sub(r"\\[dt]frac(?![a-z])", r"\\frac", s)
-    s = s.replace("$", "")
-    s = _WRAPPER_CMDS.sub("", s)
-    s = re.sub(r"\\[,;:! ]", "", s)
-    s = s.replace("\\%", "%")
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", s)
-    try:
-        s = _frac_to_slash(s)
-    except RecursionError:  # absurdly nested \frac: leave it unconverted
-        pass
-    s = s.replace("{", "").replace("}", "")
-    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)
-    s = re.sub(r"(?<=[a-z0-9])\s+(?=[a-z0-9])", "\x00", s)
-    s = re.sub(r"\s+", "", s)
-    return s.replace("\x00", " ")
-
-
-_NUMERIC_GOLD = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
-_WORD_GOLD = re.compile(r"[a-z0-9]+")
-
-
-def leaks_answer(content: str, gold_answer: str) -> bool:
-    r"""True when the (normalised) gold answer occurs in the (normalised) content.
-
-    * Both sides go through :func:`leak_normal_form` (so ``\dfrac{1}{2}``,
-      ``\frac12`` and ``1/2`` agree, ``$\boxed{42}$`` contains ``42``).
-    * Numeric golds (``4``, ``-3``, ``2.5``, ``3/4``) use number boundaries: the
-      match may not be preceded by a digit, ``.``, ``/``, ``_`` or ``^``, nor
-      followed by a digit, ``/`` or a decimal ``.`` + digit.  So gold ``4`` does
-      not match ``14``, ``4.5``, ``0.4``, ``x_4``, ``2^4`` or ``4/5``, but does match
-      ``x = 4.`` and ``-4`` (a sign change is not worth the risk of a missed leak).
-    * Other purely alphanumeric golds (``B``, ``yes``, ``e``) must not touch
-      letters/digits on either side; anything else is a plain substring test.
-    * An empty gold never leaks.  No numeric equivalence (``0.5`` vs ``1/2``).
-    """
-    gold = leak_normal_form(gold_answer or "")
-    if not gold:
-        return False
-    text = leak_normal_form(content or "")
-    if _NUMERIC_GOLD.fullmatch(gold):
-        pat = rf"(?<![0-9./_^]){re.escape(gold)}(?![0-9/])(?!\.[0-9])"
-        return re.search(pat, text) is not None
-    if _WORD_GOLD.fullmatch(gold):
-        return re.search(rf"(?<![a-z0-9]){re.escape(gold)}(?![a-z0-9])", text) is not None
-    return gold in text
-
-
-# --------------------------------------------------------------------------- #
-# Dedup
-# --------------------------------------------------------------------------- #
-
-
-def dedup(
-    rows: Iterable[dict[str, Any]], key: tuple[str, ...] = ("problem_id", "attempt_id")
-) -> list[bool]:
-    """Keep mask: True for the first row of each key among rows whose status is ``ok``.
-
-    Rows without a ``status`` field count as ``ok``.  Non-ok rows are always
-    False and do not claim their key.  Raises ``KeyError`` if an ok row lacks a
-    key field.
-    """
-    seen: set[tuple[Any, ...]] = set()
-    keep: list[bool] = []
-    for row in rows:
-        if row.get("status", "ok") != "ok":
-            keep.append(False)
-            continue
-        try:
-            k = tuple(row[f] for f in key)
-        except KeyError as exc:
-            raise KeyError(f"dedup: row is missing key field {exc.args[0]!r}") from None
-        try:
-            hash(k)
-        except TypeError:
-            k = tuple(repr(x) for x in k)
-        if k in seen:
-            keep.append(False)
-        else:
-            seen.add(k)
-            keep.append(True)
-    return keep

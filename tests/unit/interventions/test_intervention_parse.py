@@ -1,18 +1,18 @@
-"""Unit tests for intrain.interventions (parsing, guided prefix, leaks, dedup; §3.5)."""
+"""Unit tests for intrain.interventions.parse: the tolerant parse ladder, corpus of real failures (§3.5)."""
 
 from __future__ import annotations
+
+import ast
+import builtins
+import contextlib
+from pathlib import Path
 
 import pytest
 
 from intrain.interventions import (
     STATUSES,
     ParsedIntervention,
-    dedup,
-    double_newlines,
     extract_last_block,
-    guided_prefix,
-    leaks_answer,
-    leak_normal_form,
     parse_intervention,
     unescape_model_string,
 )
@@ -282,161 +282,101 @@ def test_unescape_model_string_rules():
     assert unescape_model_string("end\\") == "end\\"
 
 
-def test_parser_never_evaluates_code():
-    evil = _wrap('{"content": __import__("os").system("echo pwned"), "location": 1}')
-    res = parse_intervention(evil, 3)
-    assert res.status in STATUSES  # parsed as text at most, never executed
-    assert res.content is None or "__import__" in res.content
-
-
 # --------------------------------------------------------------------------- #
-# guided_prefix
+# Never evaluates model text
 # --------------------------------------------------------------------------- #
 
-TRACE = "Step A.\n\nStep B.\n\nStep C is wrong.\n\nStep D."
+# Modules whose import while parsing can only mean model text is being run.
+_FORBIDDEN_IMPORTS = frozenset({"os", "posix", "nt", "pathlib", "subprocess", "shutil", "ctypes"})
 
 
-def test_guided_prefix_location_one():
-    assert guided_prefix(TRACE, "Let me start differently.", 1) == "Let me start differently."
+@contextlib.contextmanager
+def _forbid_code_execution(monkeypatch):
+    """Make ``eval``/``exec``, compiling to bytecode and importing os-like modules raise; yield the calls.
+
+    ``compile(..., PyCF_ONLY_AST)`` stays allowed: ``ast.literal_eval`` builds a tree, never code.
+    """
+    calls: list[str] = []
+    real_compile, real_import = builtins.compile, builtins.__import__
+
+    def refuse(name):
+        calls.append(name)
+        raise AssertionError(f"{name} called while parsing model text")
+
+    def compile_ast_only(source, filename, mode, flags=0, *args, **kwargs):
+        if not flags & ast.PyCF_ONLY_AST:
+            refuse("compile")
+        return real_compile(source, filename, mode, flags, *args, **kwargs)
+
+    def guarded_import(name, *args, **kwargs):
+        if name.partition(".")[0] in _FORBIDDEN_IMPORTS:
+            refuse(f"__import__({name})")
+        return real_import(name, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(builtins, "eval", lambda *a, **k: refuse("eval"))
+        m.setattr(builtins, "exec", lambda *a, **k: refuse("exec"))
+        m.setattr(builtins, "compile", compile_ast_only)
+        m.setattr(builtins, "__import__", guarded_import)
+        yield calls
 
 
-def test_guided_prefix_middle():
-    assert guided_prefix(TRACE, "Check C.", 3) == "Step A.\n\nStep B.\n\nCheck C."
-
-
-def test_guided_prefix_last():
-    assert guided_prefix(TRACE, "Check D.", 4) == "Step A.\n\nStep B.\n\nStep C is wrong.\n\nCheck D."
-
-
-def test_guided_prefix_past_end_raises():
-    with pytest.raises(ValueError):
-        guided_prefix(TRACE, "x", 5)
-    with pytest.raises(ValueError):
-        guided_prefix(TRACE, "x", 0)
-
-
-def test_guided_prefix_multiline_content_doubling():
-    content = "Line one.\nLine two.\n\nLine three.\n\n\nLine four.\n"
-    expected = "Step A.\n\nLine one.\n\nLine two.\n\nLine three.\n\nLine four."
-    assert guided_prefix(TRACE, content, 2) == expected
-
-
-def test_guided_prefix_content_stripped_and_crlf():
-    assert guided_prefix(TRACE, "  \n a\r\nb \n", 1) == "a\n\nb"
-
-
-def test_guided_prefix_crlf_trace_keeps_original_prefix():
-    trace = "Step A.\r\n\r\nStep B.\r\nmore B.\r\n\r\nStep C."
-    out = guided_prefix(trace, "Fix.\nThen go.", 3)
-    assert out == "Step A.\r\n\r\nStep B.\r\nmore B.\n\nFix.\n\nThen go."
-
-
-def test_guided_prefix_empty_chunks_in_trace():
-    trace = "Step A.\n\n\n\nStep B.\n\nStep C."
-    assert guided_prefix(trace, "Fix.", 2) == "Step A.\n\nFix."
-    assert guided_prefix(trace, "Fix.", 3) == "Step A.\n\n\n\nStep B.\n\nFix."
-
-
-def test_guided_prefix_resplits_into_content_steps():
-    from intrain.steps import split_substeps
-
-    out = guided_prefix(TRACE, "One.\nTwo.", 3)
-    assert [s.text for s in split_substeps(out)] == ["Step A.", "Step B.", "One.", "Two."]
-
-
-def test_double_newlines():
-    assert double_newlines("a\nb") == "a\n\nb"
-    assert double_newlines("a\n\nb") == "a\n\nb"
-    assert double_newlines("a\n  \nb") == "a\n\nb"
-    assert double_newlines("a\r\nb") == "a\n\nb"
-    assert double_newlines("a\n  b") == "a\n\n  b"
-
-
-# --------------------------------------------------------------------------- #
-# leaks_answer
-# --------------------------------------------------------------------------- #
-
-LEAK_CASES = [
-    ("plain_number", "So the answer should be 42.", "42", True),
-    ("boxed_number", r"We get $\boxed{42}$.", "42", True),
-    ("gold_boxed", "the value is 42", r"\boxed{42}", True),
-    ("case_insensitive", "The answer is B.", "b", True),
-    ("spaces_in_expr", r"it equals $2 \sqrt{3}$", r"2\sqrt{3}", True),
-    ("frac_vs_slash", r"so $p = \frac{1}{2}$", "1/2", True),
-    ("dfrac_vs_frac", r"so $p = \dfrac{1}{2}$", r"\frac{1}{2}", True),
-    ("slash_vs_frac", "so p = 1/2 here", r"\frac12", True),
-    ("compound_frac", r"get \frac{a+b}{2}", "(a+b)/2", True),
-    ("negative_frac", r"value \frac{-3}{4}", "-3/4", True),
-    ("left_right", r"point \left( 1, 2 \right)", "(1,2)", True),
-    ("text_unit", r"length $5\text{ cm}$", r"5 \text{ cm}", True),
-    ("thousands_sep", "there are 1,000 ways", "1000", True),
-    ("negative_number", "so x = -4", "-4", True),
-    ("sign_conservative", "so x = -4", "4", True),
-    ("number_end_sentence", "x = 4.", "4", True),
-    ("number_in_list", "values 1,4,9", "4", True),
-    ("number_before_letter", "so 4x = y", "4", True),
-    ("no_leak", "Reconsider whether the bound is tight.", "42", False),
-    ("boundary_14", "there are 14 cases", "4", False),
-    ("boundary_41", "we found 41 cases", "4", False),
-    ("boundary_decimal_after", "ratio 4.5 here", "4", False),
-    ("boundary_decimal_before", "ratio 0.4 here", "4", False),
-    ("boundary_subscript", "consider x_4 and x_5", "4", False),
-    ("boundary_exponent", "compute 2^4 first", "4", False),
-    ("boundary_fraction", "take 4/5 of it", "4", False),
-    ("boundary_frac_latex", r"take \frac{3}{4} of it", "4", False),
-    ("fraction_gold_not_in_bigger", "take 13/4 of it", "3/4", False),
-    ("digits_split_by_space", "values 2 4", "24", False),
-    ("word_gold_inside_word", "the answer is obvious", "b", False),
-    ("decimal_gold", "it is 2.5 exactly", "2.5", True),
-    ("decimal_gold_boundary", "it is 12.55", "2.5", False),
-    ("empty_gold", "anything", "", False),
-    ("percent", r"about 25\% of them", "25%", True),
-    ("degrees", r"angle of 30^\circ", "30", True),
+# CANARY is replaced by a path in tmp_path; running any payload would create that file.
+_WRITE = "__import__('pathlib').Path('CANARY').write_text('x')"
+EVIL_PAYLOADS = [
+    ("os_system", '{"content": __import__("os").system("touch CANARY"), "location": 1}'),
+    ("import_call", f'{{"content": {_WRITE}, "location": 1}}'),
+    ("import_call_python_dict", f"{{'content': {_WRITE}, 'location': 1}}"),
+    ("import_call_in_location", f'{{"content": "Recount.", "location": {_WRITE}}}'),
+    ("eval_call", f'{{"content": eval("{_WRITE}"), "location": 1}}'),
+    ("exec_call", f'{{"content": exec("{_WRITE}"), "location": 1}}'),
+    ("compile_exec", f'{{"content": exec(compile("{_WRITE}", "m", "exec")), "location": 1}}'),
+    ("lambda", f'{{"content": (lambda: {_WRITE})(), "location": 1}}'),
+    ("f_string", f'{{"content": f"{{{_WRITE}}}", "location": 1}}'),
+    ("comprehension", f'{{"content": [x for x in [{_WRITE}]], "location": 1}}'),
+    ("dict_unpacking", f'{{"content": "Recount.", **{{"location": {_WRITE}}}}}'),
+    ("walrus", f'{{"content": (y := {_WRITE}), "location": 1}}'),
+    ("getattr_builtins", '{"content": getattr(__builtins__, "exec")("open(\'CANARY\', \'w\')"), "location": 1}'),
+    ("operator_expression", '{"content": "Recount.", "location": 2**100 + 1}'),  # literal_eval refuses
+    ("huge_int", '{"content": "Recount.", "location": ' + "9" * 5000 + "}"),
+    ("deep_nesting", "{" * 20000 + '"content": "x", "location": 1' + "}" * 20000),
+    ("yaml_apply", "!!python/object/apply:os.system ['touch CANARY']"),
+    ("yaml_in_fields", "content: !!python/object/apply:os.system ['touch CANARY']\nlocation: 1"),
+    ("yaml_in_json", '{"content": !!python/object/apply:os.system ["touch CANARY"], "location": 1}'),
+    ("markdown_fields", f"**Content:** {{{{ {_WRITE} }}}}\n**Location:** __import__('os').getpid()"),
+    ("code_fence", "```python\nimport pathlib; pathlib.Path('CANARY').write_text('x')\n```"),
 ]
 
 
-@pytest.mark.parametrize("content,gold,expected", [c[1:] for c in LEAK_CASES], ids=[c[0] for c in LEAK_CASES])
-def test_leaks_answer(content, gold, expected):
-    assert leaks_answer(content, gold) is expected
+@pytest.mark.parametrize("template", [p[1] for p in EVIL_PAYLOADS], ids=[p[0] for p in EVIL_PAYLOADS])
+def test_parser_never_evaluates_code(template, tmp_path, monkeypatch):
+    canary = tmp_path / "canary"
+    payload = template.replace("CANARY", canary.as_posix())
+    for output in (_wrap(payload), f"<intervention>{payload}"):  # closed block and truncated tail
+        with _forbid_code_execution(monkeypatch) as calls:
+            res = parse_intervention(output, 3)
+        assert calls == [], calls
+        assert not canary.exists()
+        assert res.status in STATUSES  # parsed as text at most, never executed
+        assert res.content is None or res.content in output  # text from the payload, not a result
+    if template.startswith('{"content": __import__("os")'):
+        assert res.content is None or "__import__" in res.content
 
 
-def test_normalize_answer_examples():
-    assert leak_normal_form(r"$\boxed{\dfrac{1}{2}}$") == "1/2"
-    assert leak_normal_form(r"\frac{a+b}{2}") == "(a+b)/2"
-    assert leak_normal_form("  X  Y ") == "x y"
+def test_code_execution_guard_can_fail(tmp_path, monkeypatch):
+    """The checks above are live: the guard records eval, the canary sees what bypasses the guard."""
+    canary = tmp_path / "canary"
+    with _forbid_code_execution(monkeypatch) as calls, pytest.raises(AssertionError):
+        eval(f"__import__('pathlib').Path({str(canary)!r}).write_text('x')")
+    assert calls == ["eval"] and not canary.exists()
+    real_eval = builtins.eval  # bound before the guard: only the canary notices it
+    with _forbid_code_execution(monkeypatch) as calls:
+        real_eval("Path(c).write_text('x')", {"Path": Path, "c": str(canary)})
+    assert calls == [] and canary.exists()
 
 
-# --------------------------------------------------------------------------- #
-# dedup
-# --------------------------------------------------------------------------- #
-
-
-def test_dedup_first_ok_wins():
-    rows = [
-        {"problem_id": 1, "attempt_id": 0, "status": "bad_json"},
-        {"problem_id": 1, "attempt_id": 0, "status": "ok"},
-        {"problem_id": 1, "attempt_id": 0, "status": "ok"},
-        {"problem_id": 1, "attempt_id": 1, "status": "ok"},
-        {"problem_id": 2, "attempt_id": 0, "status": "leak"},
-        {"problem_id": 2, "attempt_id": 0, "status": "ok"},
-    ]
-    assert dedup(rows) == [False, True, False, True, False, True]
-
-
-def test_dedup_custom_key_and_missing_status():
-    rows = [{"problem": "p", "x": 1}, {"problem": "p", "x": 2}, {"problem": "q"}]
-    assert dedup(rows, key=("problem",)) == [True, False, True]
-
-
-def test_dedup_missing_key_field_raises():
-    with pytest.raises(KeyError):
-        dedup([{"problem_id": 1, "status": "ok"}])
-
-
-def test_dedup_unhashable_keys():
-    rows = [{"problem_id": [1], "attempt_id": 0}, {"problem_id": [1], "attempt_id": 0}]
-    assert dedup(rows) == [True, False]
-
-
-def test_dedup_empty():
-    assert dedup([]) == []
+def test_code_execution_guard_allows_literal_eval(monkeypatch):
+    """The Python-dict rung (ast.literal_eval) still works under the guard, so it is really exercised."""
+    with _forbid_code_execution(monkeypatch) as calls:
+        res = parse_intervention(_wrap("{'content': 'Let\\'s recount.', 'location': 2}"), 6)
+    assert (res.status, res.content, calls) == ("ok", "Let's recount.", [])

@@ -1,0 +1,39 @@
+"""Self-proposed interventions: parse them, build guided prefixes, filter them (paper §3.5).
+
+One concern per module:
+
+* :mod:`~intrain.interventions.parse` -- the proposer's last ``<intervention>``
+  block -> :class:`ParsedIntervention` (status, content, location), through a
+  tolerant repair ladder with LaTeX-aware backslash handling; never ``eval``.
+* :mod:`~intrain.interventions.prefix` -- :func:`guided_prefix` (attempt up to the
+  error + intervention) and :func:`original_step_prefix` (+ the original step).
+* :mod:`~intrain.interventions.leaks` -- :func:`leaks_answer`: does the content
+  state the gold answer?
+* :mod:`~intrain.interventions.selection` -- :func:`mark_not_first`: which ``ok``
+  proposals of an attempt go on to the filter.
+"""
+
+from intrain.interventions.leaks import leak_normal_form, leaks_answer
+from intrain.interventions.parse import (
+    STATUSES,
+    ParsedIntervention,
+    extract_last_block,
+    parse_intervention,
+    unescape_model_string,
+)
+from intrain.interventions.prefix import double_newlines, guided_prefix, original_step_prefix
+from intrain.interventions.selection import mark_not_first
+
+__all__ = [
+    "STATUSES",
+    "ParsedIntervention",
+    "parse_intervention",
+    "extract_last_block",
+    "unescape_model_string",
+    "double_newlines",
+    "guided_prefix",
+    "original_step_prefix",
+    "leak_normal_form",
+    "leaks_answer",
+    "mark_not_first",
+]
