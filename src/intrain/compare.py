@@ -24,11 +24,13 @@ from typing import Any
 
 from intrain import fingerprints
 from intrain.config import ARMS
+from intrain.metrics import pass_at_k
 from intrain.progress import console
 from intrain.records import Reflection, Rollout
 from intrain.stages import evaluate, filter as filter_stage, propose, reflect, rl, sample, sft
 from intrain.stages.common import RunContext
 from intrain.stages.sft import Target
+from intrain.stats import paired_bootstrap_difference
 from intrain.store import atomic_write_json, atomic_write_text, read_stage_records
 
 
@@ -145,7 +147,33 @@ def summarize(ctx: RunContext, table: dict[str, Any], ks: list[int]) -> dict[str
         rl_tokens = sum((r.get("rollouts") or 0) * (r.get("completion_length_mean") or 0) for r in entry.get("rl", []))
         row["tokens_generated"] = int(sum(m.get("timings", {}).get("tokens", 0) for m in used) + rl_tokens)
         out[arm] = row
+    if "rl" in table:
+        control = {k: per_problem_pass_at_k(ctx.run_dir, _eval_stages(table["rl"]), k) for k in (ks[0], ks[-1])}
+        for arm, entry in table.items():
+            if arm in ("rl", "base"):
+                continue
+            out[arm]["vs_rl"] = {
+                f"pass@{k}": paired_bootstrap_difference(per_problem_pass_at_k(ctx.run_dir, _eval_stages(entry), k),
+                                                         control[k])
+                for k in (ks[0], ks[-1])
+            }
     return out
+
+
+def _eval_stages(entry: dict[str, Any]) -> list[str]:
+    return [name for name in entry["stages"] if name.startswith("eval-")]
+
+
+def per_problem_pass_at_k(run_dir: Path, eval_stages: list[str], k: int) -> dict[str, float]:
+    """Each held-out problem's pass@k, averaged over the arm's seeds (one eval stage per seed)."""
+    sums: dict[str, list[float]] = {}
+    for name in eval_stages:
+        groups: dict[str, list[bool]] = {}
+        for r in read_stage_records(run_dir, name, Rollout):
+            groups.setdefault(r.problem_id, []).append(r.correct)
+        for problem, verdicts in groups.items():
+            sums.setdefault(problem, []).append(pass_at_k(len(verdicts), sum(verdicts), min(k, len(verdicts))))
+    return {problem: statistics.fmean(values) for problem, values in sums.items()}
 
 
 def compare_markdown(summary: dict[str, Any], ks: list[int]) -> str:
@@ -155,15 +183,24 @@ def compare_markdown(summary: dict[str, Any], ks: list[int]) -> str:
         mean, spread = pair
         return "-" if mean is None else f"{mean:.3f} ± {spread:.3f}"
 
-    header = ["arm", "seeds", *[f"pass@{k}" for k in ks], "train reward (last 10%)", "zero-adv ratio",
-              "entropy at RL start", "tokens generated", "wall s"]
+    def fmt_diff(row: dict[str, Any], k: int) -> str:
+        found = row.get("vs_rl", {}).get(f"pass@{k}")
+        return "-" if found is None else f"{found[0]:+.3f} [{found[1]:+.3f}, {found[2]:+.3f}]"
+
+    compared = sorted({ks[0], ks[-1]})
+    header = ["arm", "seeds", *[f"pass@{k}" for k in ks], *[f"Δ pass@{k} vs rl [95% CI]" for k in compared],
+              "train reward (last 10%)", "zero-adv ratio", "entropy at RL start", "tokens generated", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, row in summary.items():
         cells = [arm, ",".join(map(str, row["seeds"])) or "-", *[fmt(row[f"pass@{k}"]) for k in ks],
+                 *[fmt_diff(row, k) for k in compared],
                  fmt(row["train_reward_last10pct"]), fmt(row["zero_adv_ratio_mean"]), fmt(row["entropy_at_rl_start"]),
                  f"{row['tokens_generated']:,}", f"{row['wall_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nMean ± standard deviation over RL seeds; the same held-out problems and sampling for every arm.\n"
+    return "\n".join(lines) + (
+        "\n\nMean ± standard deviation over RL seeds; the same held-out problems and sampling for every arm. "
+        "Δ vs rl: difference of per-problem pass@k (averaged over seeds) from the rl arm, with a paired "
+        "bootstrap 95% interval over problems.\n")
 
 
 def plot_rl_curves(run_dir: Path, table: dict[str, Any]) -> Path | None:

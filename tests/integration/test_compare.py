@@ -47,6 +47,12 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
         mean, spread = summary[arm]["pass@1"]
         assert mean == pytest.approx(statistics.fmean(per_seed))
         assert spread == pytest.approx(statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)
+    # Paired difference from plain RL: the mean of per-problem differences is the difference of the means.
+    for arm in ("int", "sft_reference"):
+        diff, lo, hi = summary[arm]["vs_rl"]["pass@1"]
+        assert diff == pytest.approx(summary[arm]["pass@1"][0] - summary["rl"]["pass@1"][0])
+        assert lo <= diff <= hi
+    assert "vs_rl" not in summary["rl"] and "Δ pass@1 vs rl" in (run / "compare.md").read_text()
     # Each seed is its own RL stage, fingerprinted with its seed.
     s0, s1 = (json.loads((run / f"rl-rl-s{s}" / "manifest.json").read_text()) for s in (0, 1))
     assert s0["config_hash"] != s1["config_hash"]
