@@ -12,7 +12,6 @@ Why worker processes rather than threads or in-process calls:
 
 from __future__ import annotations
 
-import atexit
 import logging
 import multiprocessing as mp
 import re
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["Grader", "Verdict", "extract_boxed", "grade_one", "normalize_answer"]
+__all__ = ["Grader", "Verdict", "extract_boxed", "normalize_answer"]
 
 CORRECT = "correct"
 WRONG = "wrong"
@@ -289,7 +288,25 @@ class Grader:
         self._failed_starts = 0
 
     def grade(self, completions: Sequence[str], golds: Sequence[str]) -> list[Verdict]:
-        return self._grade(completions, golds, self.timeout_s)
+        if len(completions) != len(golds):
+            raise ValueError(f"{len(completions)} completions but {len(golds)} golds")
+        golds = [str(gold) for gold in golds]
+        extracted = [extract_boxed(text) for text in completions]
+        # Settled here, without a worker: no box means no answer, and answers that match as
+        # normalised strings are equal without paying for math-verify's ANTLR parse (2-60 ms,
+        # the dominant cost), which is what most correct answers in RL batches look like.
+        payloads = {
+            i: (gold, answer)
+            for i, (gold, answer) in enumerate(zip(golds, extracted))
+            if answer is not None and not _same_string(gold, answer)
+        }
+        judged = dict(zip(payloads, self._run(list(payloads.values()))))
+        return [
+            Verdict(False, NO_ANSWER, None) if answer is None
+            else Verdict(judged[i] == CORRECT, judged[i], answer) if i in judged
+            else Verdict(True, CORRECT, answer)
+            for i, answer in enumerate(extracted)
+        ]
 
     def close(self) -> None:
         with self._lock:
@@ -303,30 +320,7 @@ class Grader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _grade(
-        self, completions: Sequence[str], golds: Sequence[str], timeout_s: float
-    ) -> list[Verdict]:
-        if len(completions) != len(golds):
-            raise ValueError(f"{len(completions)} completions but {len(golds)} golds")
-        golds = [str(gold) for gold in golds]
-        extracted = [extract_boxed(text) for text in completions]
-        # Settled here, without a worker: no box means no answer, and answers that match as
-        # normalised strings are equal without paying for math-verify's ANTLR parse (2-60 ms,
-        # the dominant cost), which is what most correct answers in RL batches look like.
-        payloads = {
-            i: (gold, answer)
-            for i, (gold, answer) in enumerate(zip(golds, extracted))
-            if answer is not None and not _same_string(gold, answer)
-        }
-        judged = dict(zip(payloads, self._run(list(payloads.values()), timeout_s)))
-        return [
-            Verdict(False, NO_ANSWER, None) if answer is None
-            else Verdict(judged[i] == CORRECT, judged[i], answer) if i in judged
-            else Verdict(True, CORRECT, answer)
-            for i, answer in enumerate(extracted)
-        ]
-
-    def _run(self, payloads: list[tuple[str, str]], timeout_s: float) -> list[str]:
+    def _run(self, payloads: list[tuple[str, str]]) -> list[str]:
         results: list[str | None] = [None] * len(payloads)
         pending = deque(range(len(payloads)))
         crashes = [0] * len(payloads)
@@ -338,7 +332,7 @@ class Grader:
                         if worker.ready and worker.job is None and pending:
                             job = pending.popleft()
                             try:
-                                worker.assign(job, payloads[job], timeout_s)
+                                worker.assign(job, payloads[job], self.timeout_s)
                             except OSError:  # died while idle (killed, OOM): retry elsewhere
                                 pending.appendleft(job)
                                 self._replace(worker)
@@ -412,16 +406,3 @@ class Grader:
         worker.stop()
         self._pool.remove(worker)
 
-
-_shared: Grader | None = None
-_shared_lock = threading.Lock()
-
-
-def grade_one(completion: str, gold: str, timeout_s: float = 10.0) -> Verdict:
-    """Grade one completion on a process-wide shared ``Grader`` (started on first use)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = Grader()
-            atexit.register(_shared.close)
-    return _shared._grade([completion], [gold], timeout_s)[0]

@@ -346,12 +346,14 @@ def test_hf_generator_on_cuda(tiny_model_dir):
 
 
 class FakeServer:
-    """A tiny OpenAI-compatible server. Records bodies; can fail the first calls with a status."""
+    """A tiny OpenAI-compatible server. Records bodies (with lower-cased header names); can fail
+    the first calls with a status (asking for a 10 ms wait before the retry) or answer late."""
 
     def __init__(self):
         self.bodies: list[tuple[str, dict, dict]] = []
         self.fail_first: int = 0
         self.fail_status: int = 503
+        self.delay_s: float = 0.0
         self.lock = threading.Lock()
         server = self
 
@@ -362,22 +364,26 @@ class FakeServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.bodies.append((self.path, body, dict(self.headers)))
+                    server.bodies.append((self.path, body, {k.lower(): v for k, v in self.headers.items()}))
                     fail = server.fail_first > 0
                     server.fail_first -= 1 if fail else 0
                 if fail:
-                    self._send(server.fail_status, {"error": {"message": "model is busy"}})
+                    self._send(server.fail_status, {"error": {"message": "model is busy"}}, {"retry-after-ms": "10"})
                     return
-                time.sleep(random.random() * 0.02)  # finish out of order under concurrency
+                time.sleep(server.delay_s + random.random() * 0.02)  # finish out of order under concurrency
                 self._send(200, server.respond(self.path, body))
 
-            def _send(self, status, payload):
+            def _send(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -421,9 +427,7 @@ def fake_server():
 
 
 def make_client(server, **kw) -> OpenAIGenerator:
-    client = OpenAIGenerator(server.url, model="fake-model", **kw)
-    client._backoff_s = 0.01
-    return client
+    return OpenAIGenerator(server.url, model="fake-model", **kw)
 
 
 def test_openai_chat_and_raw_requests(fake_server, monkeypatch):
@@ -451,7 +455,7 @@ def test_openai_chat_and_raw_requests(fake_server, monkeypatch):
     by_path = {}
     for path, body, headers in fake_server.bodies:
         by_path.setdefault(path, []).append(body)
-        assert headers.get("Authorization") == "Bearer sk-test"
+        assert headers.get("authorization") == "Bearer sk-test"
     (raw,) = by_path["/v1/completions"]
     assert raw["prompt"] == "raw1" and raw["n"] == 2 and "messages" not in raw
     chats = by_path["/v1/chat/completions"]
@@ -479,14 +483,15 @@ def test_openai_optional_fields_and_logprobs(fake_server, monkeypatch):
     assert out[0][0].finish_reason == "length"
     bodies = {p: (b, h) for p, b, h in fake_server.bodies}
     chat_body, headers = bodies["/v1/chat/completions"]
-    assert "Authorization" not in headers
+    assert "authorization" not in headers
     assert "top_k" not in chat_body and "stop" not in chat_body  # off -> not sent
     assert chat_body["logprobs"] is True and chat_body["chat_template_kwargs"] == {"enable_thinking": False}
     assert bodies["/v1/completions"][0]["logprobs"] == 1
 
 
-def test_openai_retries_5xx_then_succeeds(fake_server):
-    fake_server.fail_first = 2
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_openai_retries_5xx_and_429_then_succeeds(fake_server, status):
+    fake_server.fail_first, fake_server.fail_status = 2, status
     out = make_client(fake_server).generate([chat("retry")], SamplingParams(max_tokens=8))
     assert out[0][0].text == "retry|0"
     assert len(fake_server.bodies) == 3
@@ -511,9 +516,31 @@ def test_openai_connection_refused_names_the_url():
     url = server.url
     server.close()  # nothing listens on that port any more
     client = OpenAIGenerator(url, model="m", timeout_s=5)
-    client._backoff_s = 0.01
-    with pytest.raises(EngineError, match=url.replace(".", r"\.") + "/completions"):
+    client._retries = 1  # one retry, after the client's first backoff (~0.5 s)
+    with pytest.raises(EngineError, match=url.replace(".", r"\.") + "/completions failed after 2 attempts: Connect"):
         client.generate([Request(prompt="x")], SamplingParams())
+
+
+def test_openai_timeout_is_retried_then_one_clear_error(fake_server):
+    fake_server.delay_s = 1.0
+    client = make_client(fake_server, timeout_s=0.2)
+    client._retries = 1
+    start = time.monotonic()
+    with pytest.raises(EngineError) as info:
+        client.generate([chat("slow")], SamplingParams())
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "\n" not in message
+    assert message == f"request to {fake_server.url}/chat/completions failed after 2 attempts: no answer within 0.2 s"
+    assert len(fake_server.bodies) == 2
+
+
+def test_openai_engine_without_openai_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # makes `import openai` raise ImportError
+    with pytest.raises(ImportError, match=r"needs the 'openai' extra: pip install 'intrain\[openai\]'"):
+        OpenAIGenerator("http://127.0.0.1:9/v1", model="m")
 
 
 # --------------------------------------------------------------------------------------------

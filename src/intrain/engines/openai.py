@@ -1,8 +1,9 @@
 """Any OpenAI-compatible HTTP server (``vllm serve``, SGLang, a hosted API) as a Generator.
 
-Standard library only (urllib + a thread pool). Chat requests go to ``{base_url}/chat/completions``,
-raw prompts to ``{base_url}/completions``. Two vLLM-server extensions are used where needed:
-``top_k`` (sent only when set) and, for ``continue_final``,
+Built on the official ``openai`` client (the ``openai`` extra), which retries connection errors,
+timeouts, 408/409/429 and 5xx with exponential backoff and honours ``Retry-After``. Chat requests
+go to ``{base_url}/chat/completions``, raw prompts to ``{base_url}/completions``. Two vLLM-server
+extensions are used where needed: ``top_k`` (sent only when set) and, for ``continue_final``,
 ``"continue_final_message": true, "add_generation_prompt": false``. Prompts are rendered by the
 server's chat template, so token ids are not available: ``Completion.token_ids == []``.
 """
@@ -12,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from intrain.engines.base import Completion, EngineError, ProgressFn, Request, SamplingParams, derive_seed
+
+_MISSING = "the openai engine needs the 'openai' extra: pip install 'intrain[openai]'"
 
 
 class OpenAIGenerator:
@@ -31,8 +31,7 @@ class OpenAIGenerator:
     """
 
     tokenizer: Any = None
-    _retries = 3  # retries after the first attempt, on connection errors, 429 and 5xx
-    _backoff_s = 1.0  # first wait; doubles each retry
+    _retries = 3  # retries after the first attempt (the openai client's retry policy)
 
     def __init__(
         self,
@@ -43,8 +42,13 @@ class OpenAIGenerator:
         max_concurrency: int = 8,
         extra_body: dict | None = None,
     ):
+        try:
+            import openai
+        except ImportError as exc:
+            raise ImportError(_MISSING) from exc
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self._openai = openai
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -62,125 +66,106 @@ class OpenAIGenerator:
         requests = list(requests)
         if not requests:
             return []
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        # The client insists on a key; without one, no Authorization header is sent at all.
+        client = self._openai.OpenAI(
+            base_url=self.base_url, api_key=key or "unused", max_retries=self._retries, timeout=self.timeout_s
+        )
+        headers = None if key else {"Authorization": self._openai.omit}
         lock = threading.Lock()
 
         def run(index: int) -> list[Completion]:
-            completions, new_tokens = self._one(requests[index], sampling, derive_seed(sampling.seed, index))
+            seed = derive_seed(sampling.seed, index)
+            completions, new_tokens = self._one(client, headers, requests[index], sampling, seed)
             if on_progress is not None:
                 with lock:  # progress callbacks are not expected to be thread-safe
                     on_progress(len(completions), new_tokens)
             return completions
 
         workers = min(self.max_concurrency, len(requests))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intrain-http") as pool:
+        with client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="intrain-http") as pool:
             return list(pool.map(run, range(len(requests))))
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _body(self, request: Request, sampling: SamplingParams, seed: int) -> tuple[str, dict]:
-        body: dict[str, Any] = {
+    def _one(
+        self, client: Any, headers: dict | None, request: Request, sampling: SamplingParams, seed: int
+    ) -> tuple[list[Completion], int]:
+        """The request's completions and the number of tokens generated for it (from ``usage``)."""
+        chat = request.prompt is None
+        kwargs: dict[str, Any] = {
             "model": self.model,
             "n": request.n,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
             "seed": seed,
+            "extra_headers": headers,
         }
+        extra: dict[str, Any] = {}
         if sampling.stop:
-            body["stop"] = list(sampling.stop)
+            kwargs["stop"] = list(sampling.stop)
         if sampling.top_k > 0:
-            body["top_k"] = sampling.top_k  # vLLM / SGLang extension
-        if request.prompt is not None:
-            body["prompt"] = request.prompt
+            extra["top_k"] = sampling.top_k  # vLLM / SGLang extension
+        if chat:
+            kwargs["messages"] = request.messages
             if sampling.logprobs:
-                body["logprobs"] = 1
-            path = "/completions"
-        else:
-            body["messages"] = request.messages
-            if sampling.logprobs:
-                body["logprobs"] = True
+                kwargs["logprobs"] = True
             if request.continue_final:
-                body["continue_final_message"] = True  # vLLM server extension
-                body["add_generation_prompt"] = False
-            path = "/chat/completions"
-        body.update(self.extra_body)
-        return path, body
-
-    def _one(self, request: Request, sampling: SamplingParams, seed: int) -> tuple[list[Completion], int]:
-        """The request's completions and the number of tokens generated for it (from ``usage``)."""
-        path, body = self._body(request, sampling, seed)
-        url = self.base_url + path
-        data = self._post(url, body)
+                extra["continue_final_message"] = True  # vLLM server extension
+                extra["add_generation_prompt"] = False
+            create, url = client.chat.completions.create, self.base_url + "/chat/completions"
+        else:
+            kwargs["prompt"] = request.prompt
+            if sampling.logprobs:
+                kwargs["logprobs"] = 1
+            create, url = client.completions.create, self.base_url + "/completions"
+        extra.update(self.extra_body)
+        response = self._call(create, url, kwargs, extra)
         try:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            usage = data.get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            completions = [_parse_choice(c, chat=request.prompt is None, prompt_tokens=prompt_tokens) for c in choices]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EngineError(f"unexpected response from {url}: {exc!r}: {json.dumps(data)[:500]}") from exc
+            usage = response.usage
+            prompt_tokens = int(usage.prompt_tokens or 0) if usage else 0
+            choices = sorted(response.choices, key=lambda c: c.index or 0)
+            completions = [_completion(c, chat, prompt_tokens) for c in choices]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise EngineError(f"unexpected response from {url}: {exc!r}: {str(response)[:500]}") from exc
         if len(completions) != request.n:
             raise EngineError(f"{url} returned {len(completions)} choices, expected n={request.n}")
-        new_tokens = usage.get("completion_tokens")
+        new_tokens = usage.completion_tokens if usage else None
         if new_tokens is None:
             new_tokens = sum(len(c.logprobs or ()) for c in completions)
         return completions, int(new_tokens)
 
-    def _post(self, url: str, body: dict) -> dict:
-        payload = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        last_error = ""
-        for attempt in range(self._retries + 1):
-            if attempt:
-                time.sleep(self._backoff_s * 2 ** (attempt - 1))
-            req = urllib.request.Request(url, data=payload, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as exc:
-                detail = _read_error(exc)
-                last_error = f"HTTP {exc.code}: {detail}"
-                if exc.code == 429 or exc.code >= 500:
-                    continue
-                raise EngineError(f"request to {url} failed: {last_error}") from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                last_error = f"{type(exc).__name__}: {reason}"
-                continue
-            except json.JSONDecodeError as exc:
-                raise EngineError(f"request to {url} returned invalid JSON: {exc}") from None
-        raise EngineError(f"request to {url} failed after {self._retries + 1} attempts: {last_error}")
+    def _call(self, create: Any, url: str, kwargs: dict, extra: dict) -> Any:
+        """``create(**kwargs)`` with the client's errors turned into one-line EngineErrors."""
+        openai = self._openai
+        try:
+            return create(**kwargs, extra_body=extra)
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"request to {url} returned invalid JSON: {exc}") from None
+        except openai.APIError as exc:
+            tries = int(exc.request.headers.get("x-stainless-retry-count", 0)) + 1  # set by the client
+            if isinstance(exc, openai.APIStatusError):
+                body = exc.body
+                detail = body.get("message") if isinstance(body, dict) else body
+                problem = f"HTTP {exc.status_code}: {str(detail or exc.message)[:500]}"
+            elif isinstance(exc, openai.APITimeoutError):
+                problem = f"no answer within {self.timeout_s:g} s"
+            elif isinstance(exc, openai.APIConnectionError) and exc.__cause__ is not None:
+                problem = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
+            else:
+                problem = f"{type(exc).__name__}: {exc}"
+            attempts = f" after {tries} attempts" if tries > 1 else ""
+            raise EngineError(f"request to {url} failed{attempts}: {problem}") from None
 
 
-def _read_error(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read().decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - best effort for an error message
-        return str(exc.reason)
-    try:
-        msg = json.loads(text).get("error")
-        if isinstance(msg, dict):
-            msg = msg.get("message")
-        if msg:
-            return str(msg)[:500]
-    except (ValueError, AttributeError):
-        pass
-    return text[:500] or str(exc.reason)
-
-
-def _parse_choice(choice: dict, chat: bool, prompt_tokens: int) -> Completion:
+def _completion(choice: Any, chat: bool, prompt_tokens: int) -> Completion:
+    lp = choice.logprobs
     if chat:
-        text = (choice.get("message") or {}).get("content") or ""
+        text = choice.message.content or ""
+        logprobs = [float(t.logprob) for t in lp.content or ()] if lp else None
     else:
-        text = choice.get("text") or ""
-    finish = "length" if choice.get("finish_reason") == "length" else "stop"
-    logprobs = None
-    lp = choice.get("logprobs")
-    if lp:
-        if chat:  # {"content": [{"token": ..., "logprob": ...}, ...]}
-            logprobs = [float(t["logprob"]) for t in (lp.get("content") or [])]
-        else:  # {"tokens": [...], "token_logprobs": [...]}
-            logprobs = [float(x) for x in (lp.get("token_logprobs") or []) if x is not None]
+        text = choice.text or ""
+        logprobs = [float(x) for x in lp.token_logprobs or () if x is not None] if lp else None
+    finish = "length" if choice.finish_reason == "length" else "stop"
     return Completion(text=text, token_ids=[], finish_reason=finish, logprobs=logprobs, prompt_tokens=prompt_tokens)
