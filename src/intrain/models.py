@@ -123,7 +123,7 @@ def _ensure_embedded() -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise a GGUF checkpoint into a plain fp32 safetensors HF folder (offline-assets §1.1)."""
+    """Dequantise a GGUF checkpoint into a plain fp32 safetensors HF folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -137,7 +137,7 @@ CORPUS: list[tuple[str, str, str]] = [
 # (gold, completion, reason returned, what a human would say and why it differs)
 KNOWN_LIMITATIONS: list[tuple[str, str, str, str]] = [
     (r"\frac{1}{2004!}", boxed(r"\frac{1}{2006!}"), "correct",
-     "false positive: both round to 0 at float_rounding=6 (math-verify issue #14)"),
+     "false positive: both round to 0 at math-verify's float_rounding=6"),
     ("10", boxed(r"10\%"), "correct", "false positive: a percent sign is accepted for its number"),
     (r"10\%", boxed("10"), "correct", "lenient by design: 10% and 10 are both accepted"),
     ("(1,2]", boxed(r"1 < x \le 2"), "wrong",
