@@ -1,12 +1,12 @@
 """Verification warm-up: teach a small policy to propose interventions on the arithmetic family.
 
 InT presumes an instruct model that can check an attempt against a reference; SmolLM2-135M cannot
-(0/16 parseable proposals measured, see the project's notes). For the embedded default we give it
-that skill explicitly and reproducibly: a LoRA SFT on (problem, reference, numbered attempt) ->
-`<intervention>{...}</intervention>`, where a checker computes the true first wrong substep.
-Attempts come from two places: synthetic faulty attempts with a known slip, and the policy's own
-failed rollouts whose first false equation the checker finds (so the proposer sees attempts in the
-policy's own style). Optionally, `solution_examples` problem -> reference rows teach the family's
+(it writes no parseable proposal before the warm-up; see the adapter's model card). For the embedded
+default we give it that skill explicitly and reproducibly: a LoRA SFT on (problem, reference,
+numbered attempt) -> `<intervention>{...}</intervention>`, where the family's ground truth
+(`intrain.truth`) gives the true first wrong substep. Attempts come from two places: synthetic
+faulty attempts with a known slip, and the policy's own failed rollouts whose first error the
+ground truth locates (so the proposer sees attempts in the policy's own style). Optionally, `solution_examples` problem -> reference rows teach the family's
 answer format (a 135M model rarely writes a `\boxed{}` answer unprompted). Warm-up problems never
 include the run's train or eval problems. The warmed adapter is then both the policy and the
 proposer (`self`), and every comparison starts from it.
@@ -23,16 +23,19 @@ from typing import Any
 
 from intrain.config import Config, SourceConfig
 from intrain.data import Problem
-from intrain.data.arithmetic import (evaluate_expression, find_equations, first_wrong_substep, generate_arithmetic,
-                                     make_faulty_attempt)
+from intrain.data.arithmetic import generate_arithmetic
 from intrain.engines.base import Generator, Request, SamplingParams
 from intrain.interventions import leaks_answer, parse_intervention
 from intrain.progress import console
 from intrain.prompts import load_template, verify_prompt
-from intrain.stages.common import RunContext, user_message
+from intrain.grading import Grader
+from intrain.stages.common import RunContext, generate_graded, user_message
 from intrain.steps import split_substeps
 from intrain.store import atomic_write_json
-from intrain.training import sft_row, train_sft
+from intrain.training.sft import sft_row, train_sft
+from intrain.truth.arithmetic import first_error
+from intrain.truth.expressions import evaluate_expression, find_equations
+from intrain.truth.oracle import make_faulty_attempt, oracle_intervention
 
 
 @dataclass(frozen=True)
@@ -62,26 +65,31 @@ def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
     return examples
 
 
-def policy_examples(generator: Generator, grader, problems: list[Problem], prompt_template: str,
+def policy_examples(generator: Generator, grader: Grader, problems: list[Problem], prompt_template: str,
                     samples: int, sampling: SamplingParams, separator: str) -> list[Example]:
-    """The policy's own failed rollouts whose first false equation the checker can locate."""
+    """The policy's own failed rollouts whose first error the ground truth can locate: a false
+    equation (redone in place), or a true equation on the wrong operands (replaced by the step the
+    reference takes there, as the oracle proposer writes it)."""
     requests = [Request(messages=user_message(prompt_template, p.problem), n=samples) for p in problems]
-    outputs = generator.generate(requests, sampling)
-    texts = [c.text for out in outputs for c in out]
-    verdicts = iter(grader.grade(texts, [p.answer for p, out in zip(problems, outputs) for _ in out]))
+    graded = generate_graded(generator, grader, requests, [p.answer for p in problems], sampling)
+    rng = random.Random(sampling.seed)
     examples = []
-    for problem, out in zip(problems, outputs):
-        for completion in out:
-            if next(verdicts).correct:
+    for problem, samples_of_problem in zip(problems, graded):
+        for g in samples_of_problem:
+            if g.verdict.correct:
                 continue
-            steps = split_substeps(completion.text, separator)
-            location = first_wrong_substep([s.text for s in steps])
+            text = g.completion.text
+            steps = split_substeps(text, separator)
+            location = first_error(problem, text, separator).location
             if location is None:
-                continue  # a wrong answer without a false equation: the checker cannot say where
+                continue  # prose without equations or a box: the ground truth cannot say where
             intervention = corrected_step(steps[location - 1].text, problem.answer)
+            if intervention is None:  # no false equation there: wrong operands or a wrong box
+                intervention = parse_intervention(oracle_intervention(problem, text, rng, separator=separator) or "",
+                                                  len(steps)).content
             if intervention:
                 intervention = with_plan(intervention, problem.reference_solution, problem.answer)
-                examples.append(Example(problem, completion.text, location, intervention, "policy"))
+                examples.append(Example(problem, text, location, intervention, "policy"))
     return examples
 
 

@@ -6,7 +6,8 @@ import json
 from tiny_configs import write_config
 from intrain.cli import main
 from intrain.warmup import corrected_step, synthetic_examples, target_text, with_plan
-from intrain.data.arithmetic import first_wrong_substep, generate_arithmetic
+from intrain.data.arithmetic import generate_arithmetic
+from intrain.truth.arithmetic import first_wrong_substep
 from intrain.interventions import leaks_answer, parse_intervention
 
 
@@ -17,6 +18,31 @@ def test_synthetic_targets_parse_back_to_the_true_location():
         parsed = parse_intervention(target_text(ex), len(steps))
         assert (parsed.status, parsed.location, parsed.content) == ("ok", ex.location, ex.intervention)
         assert not leaks_answer(ex.intervention, ex.problem.answer)
+
+
+def test_policy_examples_keep_wrong_operand_slips_with_the_reference_step():
+    from intrain.engines.base import Completion, SamplingParams
+    from intrain.grading import Grader
+    from intrain.warmup import policy_examples
+
+    problem = generate_arithmetic(1, seed=3, steps=(2, 2), max_operand=10, max_result=50)[0]
+    assert "5 * 9 = 45" in problem.reference_solution and problem.answer == "38"
+    attempts = [
+        "Ravi has 5 * 9 = 44 stickers.\n\nThen 44 - 7 = 37.\n\nSo \\boxed{37}.",  # false equation, step 1
+        "Ravi has 5 * 9 = 45 stickers.\n\nThen 45 - 6 = 39.\n\nSo \\boxed{39}.",  # true equation, wrong operand, step 2
+        "Ravi has 5 * 9 = 45 stickers.\n\nThen 45 - 7 = 38.\n\nSo \\boxed{38}.",  # correct: skipped
+    ]
+
+    class Replay:
+        def generate(self, requests, sampling, on_progress=None):
+            return [[Completion(text=a, token_ids=[1], finish_reason="stop", logprobs=None, prompt_tokens=1)
+                     for a in attempts] for _ in requests]
+
+    with Grader(workers=1, timeout_s=10) as grader:
+        examples = policy_examples(Replay(), grader, [problem], "{problem}", 3, SamplingParams(), "\n\n")
+    assert [(ex.location, ex.origin) for ex in examples] == [(1, "policy"), (2, "policy")]
+    assert examples[0].intervention.startswith("Wait, let me recompute 5 * 9 carefully: 5 * 9 = 45.")
+    assert "45 - 7" in examples[1].intervention and not leaks_answer(examples[1].intervention, "38")
 
 
 def test_corrected_step_redoes_the_false_equation_without_leaking():
