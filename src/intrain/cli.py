@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--arms", nargs="+", choices=ARMS,
                      help="arms to run (default: compare.arms)")
     _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
+    lab = sub.add_parser("lab", help="controlled experiments on the arithmetic family's ground truth")
+    lab.add_argument("table", choices=["table1"], help="table1: does an intervention help a continuation?")
+    _add_common(lab)
 
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
     _add_common(demo, config_required=False)
@@ -114,6 +117,10 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
         report = warmup.run(ctx)
         print(json.dumps({k: report[k] for k in ("adapter", "train_rows", "heldout", "proposer_before",
                                                  "proposer_after", "solve", "timings")}, indent=2, default=str))
+    elif args.command == "lab":
+        from intrain.lab import table1
+
+        table1.run(ctx)
     elif args.command in ("run", "demo"):
         pipeline.run(ctx)
     return 0

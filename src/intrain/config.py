@@ -116,9 +116,14 @@ class SampleConfig(SamplingConfig):
 
 
 class ProposerConfig(Section):
-    kind: Literal["self", "model", "openai"] = Field(
-        "self", description="self = the policy proposes (the paper); model = another local model; openai = an HTTP endpoint."
-    )
+    kind: Literal["self", "model", "openai", "oracle"] = Field(
+        "self", description="self = the policy proposes (the paper); model = another local model; openai = an HTTP "
+                            "endpoint; oracle = the true first error and its correct step, for problems whose family "
+                            "has ground truth (the arithmetic family), with the noise below.")
+    location_noise: float = Field(
+        0.0, ge=0, le=1, description="oracle: probability of pointing at another substep than the true first error.")
+    content_noise: float = Field(
+        0.0, ge=0, le=1, description="oracle: probability that the replacement step computes a wrong value.")
     model: ModelConfig | None = Field(None, description="kind=model: the proposer model.")
     base_url: str | None = Field(None, description="kind=openai: e.g. http://127.0.0.1:8000/v1.")
     name: str | None = Field(None, description="kind=openai: model name sent to the endpoint.")
@@ -143,6 +148,13 @@ class ProposeConfig(SamplingConfig):
     max_attempts: int | None = Field(None, ge=1, description="Propose on at most this many failed attempts.")
     separator: str = Field("\n\n", min_length=1, description="Substep separator (paper: a blank line).")
     leak_filter: bool = Field(True, description="Mark interventions that state the gold answer as `leak` (not filtered on).")
+    leak_mode: Literal["normalised", "substring"] = Field(
+        "normalised", description="How `leak_filter` finds the gold answer in an intervention. normalised: both sides "
+                                  "lowercased and LaTeX-normalised (\\dfrac{1}{2} = 1/2, 1,000 = 1000), numbers matched "
+                                  "on number boundaries (gold 1 does not leak in '10' or 'x_1'). substring: the raw gold "
+                                  "string occurs in the raw content, case-sensitive, as the authors' "
+                                  "parse_interventions.ipynb does (`answer in content`): gold 1 leaks in '10', but "
+                                  "'\\frac{1}{2}' does not leak for gold 1/2. See interventions/leaks.py.")
     per_attempt: Literal["first_ok", "all"] = Field(
         "first_ok", description="first_ok = keep the first `ok` proposal of each failed attempt and mark later ones "
                                 "`not_first` (paper: one intervention per attempt); all = keep every `ok` proposal.")
@@ -184,18 +196,37 @@ class SFTConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     lora: LoraConfig | None = Field(None, description="Train a LoRA adapter (merged when saved) instead of all weights.")
     gradient_checkpointing: bool = Field(False)
-    seed: int = Field(0)
+    seed: int = Field(0, description="Seeds the trainer's data order and the `max_rows` subsample.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+    max_rows: int | None = Field(
+        None, ge=1, description="InT SFT only: train on at most this many kept filter rows; None = all. The subsample "
+                                "takes one row per problem first (problems in a seed-shuffled order), then further rows "
+                                "round-robin, so it covers as many problems as the cap allows; deterministic given "
+                                "`seed`. The paper is ambiguous here: its Table 6 gives dataset_size 1076 (= problems), "
+                                "the released CMU-AIRe/InT-SFT has 2,213 rows, and LLaMA-Factory's example SFT yaml that "
+                                "sft.sh builds on sets max_samples 1000. The baselines' SFT arms are not capped.")
 
 
 class RLConfig(Section):
     """Outcome-reward GRPO after SFT (paper Table 5: PipelineRL, 400 steps, group 8, no KL).
 
     Advantage = reward - group mean with no std scaling and no KL term, as in the paper; one
-    optimizer step consumes `prompts_per_step` x `group_size` fresh completions (on-policy).
+    optimizer step consumes `prompts_per_step` x `group_size` fresh completions (on-policy):
+    32 prompts x 8 rollouts = 256 rollouts per step, PipelineRL's 256 samples per optimizer step.
+
+    Which problems RL trains on is `data`: the run's training problems (null), any problem source
+    (a mapping like `data.train`, e.g. the released CMU-AIRe/InT-RL), or `covered`, the
+    deduplicated problems with at least one kept row in this run's `filter` stage (what InT-RL is
+    for the authors' run: "the same deduplicated set of problems" as SFT).
     """
 
     enabled: bool = Field(False, description="Run RL after SFT in `intrain run`.")
+    data: SourceConfig | Literal["covered"] | None = Field(
+        None, description="RL problems. null = the run's training problems (`data.train`); a source mapping "
+                          "({kind: hf, name: CMU-AIRe/InT-RL, ...}, same fields as `data.train`) = those problems; "
+                          "'covered' = the distinct problems with at least one kept row in this run's filter stage "
+                          "(the filter stage must be complete; the RL stage then depends on it). Every arm of "
+                          "`intrain compare` trains RL on the same problems.")
     steps: int = Field(400, ge=1, description="Optimizer steps (paper: 400).")
     group_size: int = Field(8, ge=2, description="Rollouts per prompt; the advantage baseline is their mean reward.")
     prompts_per_step: int = Field(
@@ -219,17 +250,20 @@ class RLConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     hint_share: float = Field(
-        0.0, ge=0, le=1, description="Hint-guided RL baseline: share of training problems (fixed, chosen by seed) whose "
-                                     "prompt carries the start of the reference solution. 0 = plain RL.")
-    hint_fraction: float = Field(
-        0.5, gt=0, lt=1, description="Share of the reference solution's blank-line-separated steps given as the hint "
-                                     "(rounded down; a problem whose hint would be empty stays unhinted).")
+        0.0, ge=0, le=1, description="Hint-guided RL baseline (the POPE recipe): share of the RL problems (a fixed, "
+                                     "seed-chosen subset) that appear twice in the RL data, once plain and once with a "
+                                     "short prefix of their reference solution (`hint_steps`); the others appear once, "
+                                     "plain. 0 = plain RL.")
+    hint_steps: int = Field(
+        1, ge=1, description="Length of that prefix in blank-line-separated reference steps; 1 = the first step, the "
+                             "minimal guidance (POPE's 'first_guide'). Never the whole reference: at most all steps but "
+                             "the last (which states the answer), so a reference of one step gives no guided copy.")
     use_vllm: Literal["auto", "never", "always"] = Field(
         "auto", description="Generate rollouts with vLLM colocated in the trainer: auto = when CUDA and vllm are "
                             "available; never = transformers generate.")
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (the trainer needs the rest).")
-    seed: int = Field(0, description="Seeds the trainer, the prompt order and the choice of hinted problems.")
+    seed: int = Field(0, description="Seeds the trainer, the prompt order and the choice of guided problems.")
 
     @model_validator(mode="after")
     def _batch_fits(self) -> RLConfig:
@@ -288,7 +322,17 @@ class CompareConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="RL seeds per arm.")
     baseline_seeds: list[int] | None = Field(
         None, description="RL seeds for the arms other than int and rl, to save compute; None = `seeds`.")
-    hint_share: float = Field(0.5, gt=0, le=1, description="hint_rl: share of prompts that carry a reference prefix.")
+    hint_share: float = Field(
+        1.0, gt=0, le=1, description="hint_rl: `rl.hint_share` of that arm, the share of RL problems that also appear "
+                                     "with a reference prefix (POPE's mix: every hard problem guided and unguided).")
+
+
+class LabConfig(Section):
+    """`intrain lab`: controlled experiments on a family with ground truth (see lab/)."""
+
+    attempts: int = Field(60, ge=1, description="table1: failed attempts with a ground-truth first error to study.")
+    n: int = Field(8, ge=1, description="table1: continuations per attempt and condition.")
+    oracle_seed: int = Field(0, description="table1: seeds the oracle's interventions.")
 
 
 class GradingConfig(Section):
@@ -311,6 +355,7 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    lab: LabConfig = Field(default_factory=LabConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intrain.config import Config
+from intrain.config import Config, RLConfig, SFTConfig
 
 # Fields that decide which stages run or how fast, never what a stage writes.
 NOT_STAGE_INPUTS: dict[str, str] = {
@@ -56,18 +56,38 @@ FILTER = StageInputs(config=(*_GENERATION, "data.prompt_template", "filter", "gr
 REFLECT = StageInputs(config=(*_GENERATION, "propose.temperature", "propose.top_p", "propose.top_k", "propose.seed",
                               "propose.shard_size", "propose.max_attempts", "sample.max_tokens", "grading.timeout_s"),
                       upstream=("sample",))
-_SFT_CONFIG = (*_TRAINING, "data.prompt_template", "sft")
-SFT = StageInputs(config=_SFT_CONFIG, upstream=("filter",))
+# InT SFT reads the whole `sft` section; the baselines' SFT arms all of it but `sft.max_rows` (InT only).
+SFT = StageInputs(config=(*_TRAINING, "data.prompt_template", "sft"), upstream=("filter",))
+_SFT_CONFIG = (*_TRAINING, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f != "max_rows"))
 SFT_REFERENCE = StageInputs(config=(*_SFT_CONFIG, *_TRAIN_DATA))
 SFT_RFT = StageInputs(config=_SFT_CONFIG, upstream=("sample",))
 SFT_REFLECTION = StageInputs(config=_SFT_CONFIG, upstream=("reflect",))
-RL = StageInputs(config=(*_TRAINING, "model.max_model_len", *_TRAIN_DATA, "data.prompt_template", "rl",
-                         "grading.timeout_s"))
+# RL reads its problems from where `rl.data` says (see `rl_inputs`): the run's training problems
+# (null), a source declared inside `rl` itself, or the filter stage's kept rows ('covered').
+_RL = (*_TRAINING, "model.max_model_len", "data.prompt_template", "rl", "grading.timeout_s")
+RL = StageInputs(config=(*_RL, *_TRAIN_DATA))
+RL_SOURCE = StageInputs(config=(*_RL, "data.on_invalid"))
+RL_COVERED = StageInputs(config=_RL, upstream=("filter",))
 
+LAB_TABLE1 = StageInputs(config=(*_GENERATION, "data.prompt_template", "propose.separator", "filter.temperature",
+                                 "filter.top_p", "filter.top_k", "filter.max_tokens", "filter.seed",
+                                 "filter.shard_size", "lab", "grading.timeout_s"),
+                         upstream=("sample", "propose"))
+
+# Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
 ALL_STAGES: dict[str, StageInputs] = {
     "sample": SAMPLE, "eval": EVAL, "propose": PROPOSE, "filter": FILTER, "reflect": REFLECT, "sft": SFT,
     "sft-reference": SFT_REFERENCE, "sft-rft": SFT_RFT, "sft-reflection": SFT_REFLECTION, "rl": RL,
+    "rl:source": RL_SOURCE, "rl:covered": RL_COVERED,
+    "lab-table1": LAB_TABLE1,
 }
+
+
+def rl_inputs(rl: RLConfig) -> StageInputs:
+    """The RL stage's inputs for its `rl.data` mode (one stage, one declaration per mode)."""
+    if rl.data is None:
+        return RL
+    return RL_COVERED if rl.data == "covered" else RL_SOURCE
 
 
 def config_value(config: Config, path: str) -> Any:

@@ -145,6 +145,19 @@ class SFTExample(Record):
     labels: list[int] = doc("-100 on the prompt, the token id on the target.")
 
 
+@dataclass
+class ContinuationTrial(Record):
+    """Continuations of one failed attempt under one condition (stage `lab-table1`)."""
+
+    attempt_id: str = doc("`<problem_id>#<sample_index>` of the failed rollout.")
+    problem_id: str = doc("Problem id.")
+    condition: str = doc("problem_only, prefix_only, prefix_original, prefix_self or prefix_oracle.")
+    location: int | None = doc("Substep the condition cuts at (the true first error; the proposer's for prefix_self).")
+    prefix: str = doc("The open assistant turn that was continued.")
+    sampled: int = doc("Continuations sampled.")
+    correct: int = doc("Of those, correct.")
+
+
 # Which record each stage's shards hold; `eval-*`, `sft-*` and `rl-*` stages share their kind's record.
 STAGE_RECORDS: dict[str, type[Record]] = {
     "sample": Rollout,
@@ -153,6 +166,7 @@ STAGE_RECORDS: dict[str, type[Record]] = {
     "filter": FilterResult,
     "reflect": Reflection,
     "sft / sft-<baseline>": SFTExample,
+    "lab-table1": ContinuationTrial,
 }
 
 

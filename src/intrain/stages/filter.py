@@ -26,6 +26,15 @@ from intrain.store import Stage, read_stage_records
 NAME = "filter"
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A prefix to continue as the open assistant turn of a problem's chat, graded against `answer`."""
+
+    problem: str
+    answer: str
+    prefix: str
+
+
 @dataclass
 class ContinuationCounts:
     sampled: int = 0
@@ -68,13 +77,15 @@ def filter_shard(proposals: list[Proposal], generator: Generator | None, grader:
 
     if generator is None:  # the filter is disabled: every candidate is kept
         return [result(p, kept=True) for p in proposals]
-    guided = continue_prefixes(generator, grader, proposals, [p.guided_prefix or "" for p in proposals], fcfg,
-                               prompt_template, shard, early_stop=not fcfg.diagnose)
+    guided = continue_prefixes(generator, grader, [Continuation(p.problem, p.answer, p.guided_prefix or "")
+                                                   for p in proposals],
+                               fcfg, prompt_template, shard, early_stop=not fcfg.diagnose)
     original: list[ContinuationCounts | None] = [None] * len(proposals)
     if fcfg.diagnose:
-        original = list(continue_prefixes(generator, grader, proposals,
-                                          [p.original_step_prefix or "" for p in proposals], fcfg, prompt_template,
-                                          shard + 1_000_000, early_stop=False))
+        original = list(continue_prefixes(generator, grader, [Continuation(p.problem, p.answer,
+                                                                           p.original_step_prefix or "")
+                                                              for p in proposals],
+                                          fcfg, prompt_template, shard + 1_000_000, early_stop=False))
     return [
         result(p, continuations=g.sampled, continuations_correct=g.correct, kept=g.correct >= fcfg.min_correct,
                example_continuation=g.example, original_continuations=o.sampled if o else None,
@@ -83,11 +94,11 @@ def filter_shard(proposals: list[Proposal], generator: Generator | None, grader:
     ]
 
 
-def continue_prefixes(generator: Generator, grader: Grader, proposals: list[Proposal], prefixes: list[str],
-                      fcfg: FilterConfig, prompt_template: str, shard: int,
-                      early_stop: bool) -> list[ContinuationCounts]:
-    """Continue each proposal's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`."""
-    counts = [ContinuationCounts() for _ in proposals]
+def continue_prefixes(generator: Generator, grader: Grader, items: list[Continuation], fcfg: FilterConfig,
+                      prompt_template: str, shard: int, early_stop: bool) -> list[ContinuationCounts]:
+    """Continue each item's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`; with `early_stop`,
+    an item stops once `fcfg.min_correct` is reached or out of reach."""
+    counts = [ContinuationCounts() for _ in items]
 
     def open_rows() -> list[int]:
         todo = []
@@ -101,13 +112,13 @@ def continue_prefixes(generator: Generator, grader: Grader, proposals: list[Prop
     wave = 0
     while todo := open_rows():
         requests = [
-            Request(messages=[*user_message(prompt_template, proposals[i].problem),
-                              {"role": "assistant", "content": prefixes[i]}],
+            Request(messages=[*user_message(prompt_template, items[i].problem),
+                              {"role": "assistant", "content": items[i].prefix}],
                     continue_final=True, n=min(fcfg.wave_size, fcfg.n - counts[i].sampled))
             for i in todo
         ]
         params = sampling_params(fcfg, shard, seed=shard_seed(fcfg.seed + wave, shard))
-        graded = generate_graded(generator, grader, requests, [proposals[i].answer for i in todo], params)
+        graded = generate_graded(generator, grader, requests, [items[i].answer for i in todo], params)
         for i, samples in zip(todo, graded):
             for g in samples:
                 counts[i].sampled += 1

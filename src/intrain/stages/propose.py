@@ -11,11 +11,14 @@ SFT trains on.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
 from intrain import fingerprints
-from intrain.config import ProposerConfig
+from intrain.config import ProposeConfig, ProposerConfig
+from intrain.data import DataError, Problem
+from intrain.data.arithmetic import ARITHMETIC_SOURCE
 from intrain.engines.base import Generator, Request
 from intrain.interventions import (STATUSES, guided_prefix, leaks_answer, mark_not_first, original_step_prefix,
                                   parse_intervention)
@@ -25,7 +28,8 @@ from intrain.prompts import ProposerTemplate, load_template, solve_messages, ver
 from intrain.records import Proposal, Rollout
 from intrain.stages import sample
 from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
-from intrain.steps import split_substeps
+from intrain.steps import Substep, split_substeps
+from intrain.truth.oracle import oracle_intervention
 from intrain.store import Stage, read_stage_records
 
 NAME = "propose"
@@ -45,19 +49,25 @@ def run(ctx: RunContext) -> Stage:
     if stage.complete:
         return stage
     attempts = failed_attempts(read_stage_records(ctx.run_dir, sample.NAME, Rollout), pcfg.max_attempts)
+    oracle = pcfg.proposer.kind == "oracle"
+    if oracle:
+        check_ground_truth(attempts)
     template = load_template(pcfg.template)
-    proposer = proposer_generator(ctx, pcfg.proposer)
-    tokenizer = load_tokenizer(cfg.model.path)  # budgets in the policy's tokens, whoever proposes
+    proposer = None if oracle else proposer_generator(ctx, pcfg.proposer)
+    tokenizer = None if oracle else load_tokenizer(cfg.model.path)  # budgets in the policy's tokens, whoever proposes
     timings = {"generate_s": 0.0}
-    turns = 2 if template.two_turn else 1
+    turns = 2 if template.two_turn and not oracle else 1
     with StageProgress("propose", total=len(attempts) * (pcfg.n + turns - 1)) as progress:
         for index, shard in enumerate(chunks(attempts, pcfg.shard_size)):
             if stage.has_shard(index):
                 progress.advance(len(shard) * (pcfg.n + turns - 1))
                 continue
             t0 = time.time()
-            stage.write_records(index, propose_shard(shard, template, proposer, tokenizer, ctx, index, progress),
-                                Proposal)
+            if proposer is None:
+                proposals = oracle_shard(shard, ctx, index)
+            else:
+                proposals = propose_shard(shard, template, proposer, tokenizer, ctx, index, progress)
+            stage.write_records(index, proposals, Proposal)
             timings["generate_s"] += time.time() - t0
         timings["tokens"] = progress.tokens
     proposals = stage.records(Proposal)
@@ -103,27 +113,61 @@ def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer:
     ]
     outputs = proposer.generate([Request(messages=p.messages, n=pcfg.n) for p in prompts],
                                 sampling_params(pcfg, shard), on_progress=progress.advance)
-    proposals: list[Proposal] = []
-    for attempt, steps, prompt, solve_output, completions in zip(attempts, substeps, prompts, solve_outputs, outputs):
-        for proposal_index, completion in enumerate(completions):
-            # Locations beyond what the proposer was shown cannot be trusted.
-            parsed = parse_intervention(completion.text, prompt.shown_substeps)
-            status, guided, original = parsed.status, None, None
-            if status == "ok":
-                assert parsed.content is not None and parsed.location is not None
-                guided = guided_prefix(attempt.completion, parsed.content, parsed.location, pcfg.separator)
-                original = original_step_prefix(attempt.completion, steps, parsed.location)
-                if pcfg.leak_filter and leaks_answer(parsed.content, attempt.answer):
-                    status = "leak"
-            proposals.append(Proposal(
-                problem_id=attempt.problem_id, attempt_id=attempt.attempt_id, proposal_index=proposal_index,
-                source=attempt.source, problem=attempt.problem, answer=attempt.answer,
-                reference_solution=attempt.reference_solution, attempt=attempt.completion,
-                num_substeps=len(steps), shown_substeps=prompt.shown_substeps, truncated=prompt.truncated,
-                solve_output=solve_output, proposer_output=completion.text,
-                proposer_finish_reason=completion.finish_reason, status=status, content=parsed.content,
-                location=parsed.location, guided_prefix=guided, original_step_prefix=original,
-            ))
+    proposals = [
+        to_proposal(attempt, proposal_index, completion.text, completion.finish_reason, steps, prompt.shown_substeps,
+                    prompt.truncated, solve_output, pcfg)
+        for attempt, steps, prompt, solve_output, completions in zip(attempts, substeps, prompts, solve_outputs, outputs)
+        for proposal_index, completion in enumerate(completions)
+    ]
+    if pcfg.per_attempt == "first_ok":
+        mark_not_first(proposals)
+    return proposals
+
+
+def to_proposal(attempt: Rollout, proposal_index: int, output: str, finish_reason: str, steps: list[Substep],
+                shown_substeps: int, truncated: bool, solve_output: str | None, pcfg: ProposeConfig) -> Proposal:
+    """Parse one proposer output into a Proposal with its status and prefixes."""
+    # Locations beyond what the proposer was shown cannot be trusted.
+    parsed = parse_intervention(output, shown_substeps)
+    status, guided, original = parsed.status, None, None
+    if status == "ok":
+        assert parsed.content is not None and parsed.location is not None
+        guided = guided_prefix(attempt.completion, parsed.content, parsed.location, pcfg.separator)
+        original = original_step_prefix(attempt.completion, steps, parsed.location)
+        if pcfg.leak_filter and leaks_answer(parsed.content, attempt.answer, mode=pcfg.leak_mode):
+            status = "leak"
+    return Proposal(
+        problem_id=attempt.problem_id, attempt_id=attempt.attempt_id, proposal_index=proposal_index,
+        source=attempt.source, problem=attempt.problem, answer=attempt.answer,
+        reference_solution=attempt.reference_solution, attempt=attempt.completion, num_substeps=len(steps),
+        shown_substeps=shown_substeps, truncated=truncated, solve_output=solve_output, proposer_output=output,
+        proposer_finish_reason=finish_reason, status=status, content=parsed.content, location=parsed.location,
+        guided_prefix=guided, original_step_prefix=original,
+    )
+
+
+def check_ground_truth(attempts: list[Rollout]) -> None:
+    """The oracle needs ground truth, which only the arithmetic family has."""
+    other = sorted({a.source for a in attempts if a.source != ARITHMETIC_SOURCE})
+    if other:
+        raise DataError(f"propose.proposer.kind=oracle: only the arithmetic family has ground truth; the data has "
+                        f"source(s) {', '.join(other)}")
+
+
+def oracle_shard(attempts: list[Rollout], ctx: RunContext, shard: int) -> list[Proposal]:
+    """`n` oracle proposals per attempt: the true first error and its correct step (plus configured noise);
+    an attempt the ground truth finds no error in gets an empty output (status no_tag)."""
+    pcfg = ctx.config.propose
+    rng = random.Random(shard_seed(pcfg.seed, shard))
+    proposals = []
+    for attempt in attempts:
+        steps = split_substeps(attempt.completion, pcfg.separator)
+        problem = Problem(id=attempt.problem_id, problem=attempt.problem, answer=attempt.answer,
+                          reference_solution=attempt.reference_solution, source=attempt.source)
+        for proposal_index in range(pcfg.n):
+            output = oracle_intervention(problem, attempt.completion, rng, pcfg.proposer.location_noise,
+                                         pcfg.proposer.content_noise, pcfg.separator) or ""
+            proposals.append(to_proposal(attempt, proposal_index, output, "stop", steps, len(steps), False, None, pcfg))
     if pcfg.per_attempt == "first_ok":
         mark_not_first(proposals)
     return proposals
