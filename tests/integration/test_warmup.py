@@ -80,6 +80,9 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert main(["warmup", str(path)]) == 0
     report = json.loads((tmp_path / "run" / "warmup" / "report.json").read_text())
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    card = (tmp_path / "adapter" / "README.md").read_text()  # a model card from the report, not PEFT's template
+    assert "More Information Needed" not in card and f"{report['train_rows']} rows" in card
+    assert f"{report['proposer_after']['parse_rate']:.2f} / " in card and "intrain warmup" in card
     assert report["train_rows"] > 0 and report["heldout"] > 0 and report["solution_examples"] == 3
     examples = json.loads((tmp_path / "run" / "warmup" / "examples.json").read_text())
     seen = {e["problem"]["problem"] for split in examples.values() for e in split}
