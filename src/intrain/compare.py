@@ -4,7 +4,8 @@ Every arm starts from the configured policy, gets the same RL budget (the `rl` s
 evaluated on the same held-out problems with the same sampling (the `eval` section):
 
   rl              RL from the policy
-  hint_rl         RL where `compare.hint_share` of the prompts carry a prefix of the reference solution
+  hint_rl         RL where `compare.hint_share` of the problems also appear with the first step of their
+                  reference solution (the POPE recipe: a guided and a plain copy, see stages/rl.py)
   sft_reference   SFT on the reference solutions, then RL
   sft_reflection  SFT on the policy's corrected rewrites of its failed attempts, then RL
   rft             SFT on the policy's own correct samples (rejection-sampling fine-tuning), then RL
@@ -65,6 +66,9 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
         raise ValueError(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     console.rule(f"intrain compare {' '.join(arms)} -> {ctx.run_dir}")
     sample.run(ctx)
+    if cfg.rl.data == "covered":  # every arm's RL trains on the problems InT's filter covered: make them first
+        propose.run(ctx)
+        filter_stage.run(ctx)
     base_eval = evaluate.run(ctx, label="base")
     base_rollouts = base_eval.records(Rollout)
     table: dict[str, Any] = {"base": {"seeds": [], "eval": [_eval_json(base_eval)], "stages": ["eval-base"],

@@ -433,6 +433,9 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
     if isinstance(data, dict):
         for split in ("train", "eval"):
             fix(data.get(split), "path")
+    rl = raw.get("rl")
+    if isinstance(rl, dict):
+        fix(rl.get("data"), "path")
 
 
 def to_yaml(config: Config) -> str:

@@ -20,7 +20,7 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
         sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
              "max_length": 1024},
         rl={"steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6, "learning_rate": 1e-4,
-            "hint_fraction": 0.5},
+            "hint_steps": 1},
         eval={"n": 2, "ks": [1, 2], "max_tokens": 6},
         compare={"seeds": [0, 1], "baseline_seeds": [1], "hint_share": 1.0},
     )
@@ -60,9 +60,12 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
     assert result["arms"]["sft_reference"]["init"].endswith("sft-reference/model")
     assert result["arms"]["int"]["init"].endswith("sft/model")
     assert result["arms"]["rl"]["init"] is None
-    hinted = json.loads((run / "rl-hint_rl-s1" / "manifest.json").read_text())["counts"]["hinted_problems"]
+    hint_counts = json.loads((run / "rl-hint_rl-s1" / "manifest.json").read_text())["counts"]
     plain = json.loads((run / "rl-rl-s0" / "manifest.json").read_text())["counts"]["hinted_problems"]
+    hinted = hint_counts["hinted_problems"]
     assert hinted > 0 and plain == 0
+    # The POPE mix: every problem plain, plus a guided copy of each hinted one.
+    assert hint_counts["rl_prompts"] == hint_counts["train_problems"] + hinted
     assert summary["sft_reference"]["entropy_at_rl_start"] != summary["base"]["entropy_at_rl_start"]
     assert (run / "rl_curves.png").exists()
     assert "| int |" in (run / "compare.md").read_text()

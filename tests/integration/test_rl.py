@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from intrain.config import Config
+from intrain.data import DataError
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.grading import Grader, Verdict
+from intrain.records import FilterResult
 from intrain.stages import rl
 from intrain.stages.common import RunContext
+from intrain.store import Stage, StageConfigChanged
 from intrain.training import grpo
 from intrain.training.checkpoints import last_complete_checkpoint
 
@@ -222,7 +225,7 @@ def test_batch_size_must_divide_the_step():
         load_config(None, ["rl.group_size=4", "rl.prompts_per_step=3", "rl.per_device_batch_size=8"])
 
 
-def test_hint_prompts():
+def test_hint_prompts_mix_a_guided_and_a_plain_copy():
     problems = generate_arithmetic(8, seed=11)
     cfg = make_config("unused", size=8)
     template = cfg.data.prompt_template
@@ -230,27 +233,43 @@ def test_hint_prompts():
     plain = rl.build_prompts(problems, template, cfg.rl)
     assert not any(r["hinted"] or rl.HINT_HEADER in r["prompt"][0]["content"] for r in plain)
     assert [r["answer"] for r in plain] == [p.answer for p in problems]
+    assert [r["problem_id"] for r in plain] == [p.id for p in problems]
 
-    hinted = rl.build_prompts(problems, template, cfg.rl.model_copy(update={"hint_share": 1.0}))
-    for row, problem in zip(hinted, problems):
-        content = row["prompt"][0]["content"]
-        assert row["hinted"] and content.startswith(template.replace("{problem}", problem.problem))
+    # hint_share 1: every problem appears twice, plain and then guided by its first reference step.
+    mixed = rl.build_prompts(problems, template, cfg.rl.model_copy(update={"hint_share": 1.0}))
+    assert len(mixed) == 2 * len(problems)
+    for problem, unguided, guided in zip(problems, mixed[::2], mixed[1::2], strict=True):
+        question = template.replace("{problem}", problem.problem)
+        assert not unguided["hinted"] and unguided["prompt"][0]["content"] == question
+        assert unguided["problem_id"] == problem.id and unguided["answer"] == problem.answer
+        assert guided["hinted"] and guided["problem_id"] == problem.id + rl.HINT_ID_SUFFIX
+        assert guided["answer"] == problem.answer
+        content = guided["prompt"][0]["content"]
+        assert content.startswith(question)
         hint = content.split(rl.HINT_HEADER, 1)[1]
-        steps = problem.reference_solution.split("\n\n")
-        assert hint == "\n\n".join(steps[: len(steps) // 2])  # the first half of the steps
-        assert "\\boxed" not in hint  # the final step (the answer) is never given
+        assert hint == problem.reference_solution.split("\n\n")[0]  # the minimal prefix: the first step
+        assert "\\boxed" not in hint
+
+    # Longer prefixes stop before the last step, which states the answer.
+    two = rl.build_prompts(problems, template, cfg.rl.model_copy(update={"hint_share": 1.0, "hint_steps": 2}))
+    steps = problems[0].reference_solution.split("\n\n")
+    assert two[1]["prompt"][0]["content"].endswith(rl.HINT_HEADER + "\n\n".join(steps[:2]))
+    assert rl.hint_text(problems[0].reference_solution, 99) == "\n\n".join(steps[:-1])
 
     half = cfg.rl.model_copy(update={"hint_share": 0.5})
-    chosen = [r["problem_id"] for r in rl.build_prompts(problems, template, half) if r["hinted"]]
-    assert len(chosen) == 4
+    rows = rl.build_prompts(problems, template, half)
+    chosen = [r["problem_id"] for r in rows if r["hinted"]]
+    assert len(chosen) == 4 and len(rows) == 12  # 8 plain + 4 guided copies
+    assert sorted(r["problem_id"] for r in rows if not r["hinted"]) == sorted(p.id for p in problems)
     # The choice depends on the seed, not on the order of the problems.
     again = [r["problem_id"] for r in rl.build_prompts(problems[::-1], template, half) if r["hinted"]]
     assert sorted(again) == sorted(chosen)
     other = cfg.rl.model_copy(update={"hint_share": 0.5, "seed": 1})
     assert {r["problem_id"] for r in rl.build_prompts(problems, template, other) if r["hinted"]} != set(chosen)
 
-    assert rl.hint_text("one step only", 0.5) is None
-    assert rl.hint_text("", 0.5) is None
+    assert rl.hint_text("one step only", 1) is None  # giving it would give the answer
+    assert rl.hint_text("", 1) is None
+    assert rl.hint_text("step one\n\nstep two", 1) == "step one"
 
 
 def test_run_passes_hint_share_and_init_model(tiny_model_dir, tmp_path, monkeypatch):
@@ -265,11 +284,94 @@ def test_run_passes_hint_share_and_init_model(tiny_model_dir, tmp_path, monkeypa
     plain = rl.run(ctx)
     assert seen["init_model"] == tiny_model_dir and not any(r["hinted"] for r in seen["rows"])
     hinted = rl.run(ctx, label="rl-hint", init_model="/some/sft/model", hint_share=1.0)
-    assert seen["rl"].hint_share == 1.0 and all(r["hinted"] for r in seen["rows"])
+    assert seen["rl"].hint_share == 1.0 and sum(r["hinted"] for r in seen["rows"]) == 4
+    assert len(seen["rows"]) == 8  # each problem plain and guided
     assert seen["init_model"] == "/some/sft/model"
     assert hinted.manifest()["counts"]["hinted_problems"] == 4
+    assert hinted.manifest()["counts"]["rl_prompts"] == 8 and hinted.manifest()["rl_data"] == "data.train"
     assert hinted.manifest()["init_model"] == "/some/sft/model"
     # The arm's settings are part of its fingerprint.
     assert hinted.config_hash != plain.config_hash
     with pytest.raises(ValueError, match="hint_share"):
         rl.run(ctx, label="bad", hint_share=1.5)
+
+
+def _filter_result(problem_id: str, index: int, kept: bool, reference: str = "") -> FilterResult:
+    """A FilterResult with neutral values for every column but the ones the RL stage reads."""
+    import dataclasses
+    import typing
+
+    neutral = {str: "", int: 0, bool: False}
+    hints = typing.get_type_hints(FilterResult)
+    values = {f.name: None if type(None) in typing.get_args(hints[f.name]) else neutral.get(hints[f.name])
+              for f in dataclasses.fields(FilterResult)}
+    values.update(problem_id=problem_id, attempt_id=f"{problem_id}#{index}", source="src", problem=f"Q {problem_id}",
+                  answer=f"{len(problem_id)}", reference_solution=reference, status="ok", kept=kept)
+    return FilterResult(**values)
+
+
+def _write_filter_stage(run_dir: Path, records: list[FilterResult], digest: str) -> None:
+    stage = Stage(run_dir, "filter", digest, force=True)
+    stage.write_records(0, records, FilterResult)
+    stage.finish({"kept": sum(r.kept for r in records)})
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    seen: dict = {}
+
+    def train(rows, rl_cfg, model_cfg, init_model, init_adapter, output_dir, reward):
+        seen.update(rows=rows, rl=rl_cfg)
+        return {"path": str(output_dir / "model"), "steps": 0, "resumed_from_step": 0, "vllm": False}
+
+    monkeypatch.setattr(rl, "train_grpo", train)
+    return seen
+
+
+def test_rl_data_source_replaces_the_training_problems(tiny_model_dir, tmp_path, fake_train):
+    # The released InT-RL set's columns (the authors' README loader reads source, problem, answer).
+    path = tmp_path / "int_rl.jsonl"
+    path.write_text("".join(json.dumps({"source": "omni-math", "problem": f"Problem {i}?", "answer": str(i)}) + "\n"
+                            for i in range(3)))
+    source = {"kind": "file", "path": str(path), "columns": {"problem": "problem", "answer": "answer",
+                                                             "source": "source"}}
+    ctx = RunContext(make_config(tiny_model_dir, data=source), tmp_path / "run")
+    stage = rl.run(ctx)
+    assert [r["prompt"][0]["content"].split("\n")[0] for r in fake_train["rows"]] == [f"Problem {i}?" for i in range(3)]
+    assert [r["answer"] for r in fake_train["rows"]] == ["0", "1", "2"]
+    manifest = stage.manifest()
+    assert manifest["counts"]["train_problems"] == 3 and manifest["rl_data"] == f"file:{path}"
+    # With rl.data set, data.train is not an input of the RL stage (the source is, inside `rl`).
+    other_train = make_config(tiny_model_dir, data=source).model_copy(deep=True)
+    other_train.data.train.seed = 99
+    assert rl.run(RunContext(other_train, tmp_path / "run")).config_hash == stage.config_hash
+
+
+def test_rl_data_covered_trains_on_the_filter_stages_kept_problems(tiny_model_dir, tmp_path, fake_train):
+    run_dir = tmp_path / "run"
+    cfg = make_config(tiny_model_dir, data="covered", hint_share=1.0)
+    with pytest.raises(FileNotFoundError, match="filter"):
+        rl.run(RunContext(cfg, run_dir))
+    assert not (run_dir / "rl").exists()  # nothing opened before the filter stage exists
+
+    ref = "Step one.\n\nStep two.\n\nThe final answer is 2."
+    records = [_filter_result("p2", 0, False), _filter_result("p1", 0, True, ref), _filter_result("p1", 1, True, ref),
+               _filter_result("p3", 0, False), _filter_result("p3", 1, True), _filter_result("p4", 0, False)]
+    _write_filter_stage(run_dir, records, "first")
+    stage = rl.run(RunContext(cfg, run_dir))
+    rows = fake_train["rows"]
+    # Distinct problems with a kept row, once each (p1 has two kept rows; p2 and p4 none) ...
+    assert [r["problem_id"] for r in rows if not r["hinted"]] == ["p1", "p3"]
+    # ... and a guided copy where the reference allows one (p3 has no reference).
+    assert [r["problem_id"] for r in rows if r["hinted"]] == ["p1" + rl.HINT_ID_SUFFIX]
+    assert rows[1]["prompt"][0]["content"].endswith(rl.HINT_HEADER + "Step one.")
+    counts = stage.manifest()["counts"]
+    assert counts["train_problems"] == 2 and counts["hinted_problems"] == 1 and stage.manifest()["rl_data"] == "covered"
+    # The filter stage is an input: redoing it invalidates this RL stage.
+    _write_filter_stage(run_dir, records, "second")
+    with pytest.raises(StageConfigChanged):
+        rl.run(RunContext(cfg, run_dir))
+
+    _write_filter_stage(run_dir, [_filter_result("p1", 0, False)], "third")
+    with pytest.raises(DataError, match="kept no intervention"):
+        rl.run(RunContext(cfg, run_dir, force=True))

@@ -151,3 +151,20 @@ def test_arguments_enter_the_fingerprint():
     config = Config()
     eval_inputs = ALL_STAGES["eval"]
     assert fingerprint(eval_inputs, config, None, target="a") != fingerprint(eval_inputs, config, None, target="b")
+
+
+def test_rl_declares_its_inputs_by_data_mode(tmp_path):
+    from intrain.fingerprints import RL, RL_COVERED, RL_SOURCE, rl_inputs
+
+    train = Config()
+    source = Config.model_validate({"rl": {"data": {"kind": "hf", "name": "CMU-AIRe/InT-RL"}}})
+    covered = Config.model_validate({"rl": {"data": "covered"}})
+    assert rl_inputs(train.rl) is RL and rl_inputs(source.rl) is RL_SOURCE and rl_inputs(covered.rl) is RL_COVERED
+    assert ALL_STAGES["rl"] is RL and ALL_STAGES["rl:source"] is RL_SOURCE and ALL_STAGES["rl:covered"] is RL_COVERED
+    # Only 'covered' reads the filter stage, so only it moves when the filter stage is redone.
+    _finish(tmp_path, "filter", "aaa")
+    configs = (train, source, covered)
+    before = [fingerprint(rl_inputs(c.rl), c, tmp_path) for c in configs]
+    _finish(tmp_path, "filter", "bbb")
+    after = [fingerprint(rl_inputs(c.rl), c, tmp_path) for c in configs]
+    assert [b == a for b, a in zip(before, after, strict=True)] == [True, True, False]

@@ -1,4 +1,15 @@
-"""Leak filter: does an intervention state the gold answer? (paper §3.5)
+r"""Leak filter: does an intervention state the gold answer? (paper §3.5)
+
+Two modes (``propose.leak_mode``):
+
+* ``normalised`` (ours, the default): :func:`leak_normal_form` on both sides, numbers
+  matched on number boundaries. Catches LaTeX variants of the answer
+  (``\dfrac{1}{2}`` for ``1/2``, ``1,000`` for ``1000``, ``B`` for ``b``) and does not
+  fire on a number that merely contains the answer's digits (``10`` for gold ``1``).
+* ``substring`` (the authors'): the raw gold string occurs in the raw content,
+  case-sensitive -- ``answer in content`` in their ``parse_interventions.ipynb``.
+  It drops more interventions with short numeric answers (gold ``1`` leaks in any
+  text with a ``1`` in it, ``x_1`` included) and misses reformatted answers.
 
 :func:`leak_normal_form` differs from ``grading.normalize_answer`` on purpose: it
 serves substring search (leaks), not equality, so it keeps word boundaries and
@@ -9,7 +20,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["leak_normal_form", "leaks_answer"]
+__all__ = ["LEAK_MODES", "leak_normal_form", "leaks_answer"]
+
+LEAK_MODES = ("normalised", "substring")
 
 _LATEX_TOKEN = re.compile(r"\\[a-z]+|\\[^a-z]", re.DOTALL)
 
@@ -100,8 +113,13 @@ _NUMERIC_GOLD = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 _WORD_GOLD = re.compile(r"[a-z0-9]+")
 
 
-def leaks_answer(content: str, gold_answer: str) -> bool:
-    r"""True when the (normalised) gold answer occurs in the (normalised) content.
+def leaks_answer(content: str, gold_answer: str, mode: str = "normalised") -> bool:
+    r"""True when the gold answer occurs in the content, by ``mode`` (see the module doc).
+
+    ``substring``: ``gold_answer in content`` on the raw strings, as the authors filter; an
+    empty gold never leaks (theirs would drop every row; our loaders reject empty answers).
+
+    ``normalised``: the normalised gold answer occurs in the normalised content.
 
     * Both sides go through :func:`leak_normal_form` (so ``\dfrac{1}{2}``,
       ``\frac12`` and ``1/2`` agree, ``$\boxed{42}$`` contains ``42``).
@@ -114,6 +132,10 @@ def leaks_answer(content: str, gold_answer: str) -> bool:
       letters/digits on either side; anything else is a plain substring test.
     * An empty gold never leaks.  No numeric equivalence (``0.5`` vs ``1/2``).
     """
+    if mode == "substring":
+        return bool(gold_answer) and gold_answer in (content or "")
+    if mode != "normalised":
+        raise ValueError(f"leak mode must be one of {', '.join(LEAK_MODES)}, got {mode!r}")
     gold = leak_normal_form(gold_answer or "")
     if not gold:
         return False

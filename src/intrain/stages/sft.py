@@ -3,12 +3,15 @@
 The prompt is masked, the prefix and the intervention are trained on, and no end-of-turn token
 follows: the continuation that made the intervention pass the filter is deliberately not cloned.
 `train_stage` is shared with the baselines that clone whole solutions (`intrain compare`).
+`sft.max_rows` caps the InT rows (not the baselines'), covering as many problems as it can.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from intrain import fingerprints
 from intrain.fingerprints import StageInputs
@@ -21,6 +24,7 @@ from intrain.store import Stage, read_stage_records
 from intrain.training.sft import sft_row, train_sft
 
 NAME = "sft"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,36 @@ class Target:
 
 def run(ctx: RunContext) -> Stage:
     kept = [r for r in read_stage_records(ctx.run_dir, filter_stage.NAME, FilterResult) if r.kept]
+    if ctx.config.sft.max_rows is not None and len(kept) > ctx.config.sft.max_rows:
+        chosen = subsample_rows(kept, ctx.config.sft.max_rows, ctx.config.sft.seed)
+        console.print(f"{NAME}: sft.max_rows={ctx.config.sft.max_rows}: {len(chosen)} of {len(kept)} kept rows, "
+                      f"{len({r.problem_id for r in chosen})} of {len({r.problem_id for r in kept})} problems")
+        kept = chosen
     targets = [Target(r.problem_id, r.problem, r.guided_prefix or "") for r in kept]
     return train_stage(ctx, NAME, fingerprints.SFT, targets, close_turn=False)
+
+
+def subsample_rows(rows: Sequence[T], max_rows: int, seed: int) -> list[T]:
+    """At most `max_rows` of `rows` (objects with a `problem_id`), in their original order: one row of
+    every problem first, then a second of every problem that has one, and so on. Problems are visited in
+    a `seed`-shuffled order and each problem's rows are shuffled by `seed` too, so the choice depends on
+    the seed and on the rows, not on the order of problems in the input."""
+    rng = random.Random(seed)
+    by_problem: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_problem.setdefault(row.problem_id, []).append(index)
+    problems = sorted(by_problem)
+    rng.shuffle(problems)
+    for problem in problems:
+        rng.shuffle(by_problem[problem])
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < min(max_rows, len(rows)):
+        for problem in problems:
+            if depth < len(by_problem[problem]) and len(chosen) < max_rows:
+                chosen.append(by_problem[problem][depth])
+        depth += 1
+    return [rows[i] for i in sorted(chosen)]
 
 
 def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[Target], close_turn: bool) -> Stage:

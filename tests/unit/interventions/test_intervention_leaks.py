@@ -54,3 +54,53 @@ def test_normalize_answer_examples():
     assert leak_normal_form(r"$\boxed{\dfrac{1}{2}}$") == "1/2"
     assert leak_normal_form(r"\frac{a+b}{2}") == "(a+b)/2"
     assert leak_normal_form("  X  Y ") == "x y"
+
+
+# Where the two modes part: `normalised` (ours) vs `substring` (the authors' `answer in content`).
+MODE_CASES = [
+    # id, content, gold, normalised, substring
+    ("digit_inside_number", "there are 10 cases", "1", False, True),
+    ("digit_in_subscript", "consider x_1 first", "1", False, True),
+    ("digit_in_exponent", "compute 2^4 first", "4", False, True),
+    ("frac_vs_slash", r"so $p = \frac{1}{2}$", "1/2", True, False),
+    ("dfrac_gold", "so p = 1/2 here", r"\dfrac{1}{2}", True, False),
+    ("thousands_separator", "there are 1,000 ways", "1000", True, False),
+    ("case", "The answer is B.", "b", True, False),
+    ("spacing", r"it equals $2 \sqrt{3}$", r"2\sqrt{3}", True, False),
+    ("both_plain", "So the answer should be 42.", "42", True, True),
+    ("both_boxed", r"We get $\boxed{42}$.", "42", True, True),
+    ("neither", "Reconsider whether the bound is tight.", "42", False, False),
+    ("empty_gold", "anything", "", False, False),
+]
+
+
+@pytest.mark.parametrize("content,gold,normalised,substring", [c[1:] for c in MODE_CASES],
+                         ids=[c[0] for c in MODE_CASES])
+def test_leak_modes_differ_where_documented(content, gold, normalised, substring):
+    assert leaks_answer(content, gold) is normalised  # the default mode
+    assert leaks_answer(content, gold, mode="normalised") is normalised
+    assert leaks_answer(content, gold, mode="substring") is substring
+
+
+def test_unknown_leak_mode_fails():
+    with pytest.raises(ValueError, match="leak mode"):
+        leaks_answer("x", "1", mode="fuzzy")
+
+
+def test_propose_marks_leaks_with_the_configured_mode():
+    from intrain.config import ProposeConfig
+    from intrain.records import Rollout
+    from intrain.stages.propose import to_proposal
+    from intrain.steps import split_substeps
+
+    attempt = Rollout(problem_id="p", source="s", problem="How many?", answer="1", reference_solution="ref",
+                      sample_index=0, completion="Step one.\n\nStep two.", completion_tokens=5, prompt_tokens=3,
+                      finish_reason="stop", correct=False, reason="wrong", extracted="2")
+    steps = split_substeps(attempt.completion, "\n\n")
+    output = '<intervention>\n{"content": "Split the 10 cases by parity.", "location": 2}\n</intervention>'
+
+    def status(mode: str) -> str:
+        return to_proposal(attempt, 0, output, "stop", steps, len(steps), False, None,
+                           ProposeConfig(leak_mode=mode)).status
+
+    assert status("normalised") == "ok" and status("substring") == "leak"
