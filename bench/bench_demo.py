@@ -30,9 +30,15 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "intrain.cli", "demo", "--run-dir", str(run_dir)], check=True)
     wall = time.time() - t0
     summary = json.loads((run_dir / "summary.json").read_text())
-    result = {"benchmark": "intrain demo", "wall_s": round(wall, 1), "cpu_count": os.cpu_count(),
-              "machine": platform.machine(), "stage_wall_s": {k: v.get("wall_s") for k, v in summary["stage_timings"].items()},
-              "funnel": summary["funnel"], "eval": {k: v["overall"] for k, v in summary["eval"].items()}}
+    result = {
+        "benchmark": "intrain demo",
+        "wall_s": round(wall, 1),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "stage_wall_s": {k: v.get("wall_s") for k, v in summary["stage_timings"].items()},
+        "funnel": summary["funnel"],
+        "eval": {k: v["overall"] for k, v in summary["eval"].items()},
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

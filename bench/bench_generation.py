@@ -29,8 +29,12 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's choice). On a busy 2-core machine 1 is often faster.")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice). On a busy 2-core machine 1 is often faster.",
+    )
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
 
@@ -71,15 +75,17 @@ def main() -> None:
         out = gen.generate([Request(messages=request.messages, n=bs)], sampling)
         dt = time.perf_counter() - t0
         tokens = sum(len(c.token_ids) for c in out[0])
-        rows.append({
-            "batch_size": bs,
-            "new_tokens_per_seq": args.new_tokens,
-            "prompt_tokens": out[0][0].prompt_tokens,
-            "tokens": tokens,
-            "seconds": round(dt, 3),
-            "tokens_per_s": round(tokens / dt, 1),
-            "ms_per_step": round(1000 * dt / args.new_tokens, 1),
-        })
+        rows.append(
+            {
+                "batch_size": bs,
+                "new_tokens_per_seq": args.new_tokens,
+                "prompt_tokens": out[0][0].prompt_tokens,
+                "tokens": tokens,
+                "seconds": round(dt, 3),
+                "tokens_per_s": round(tokens / dt, 1),
+                "ms_per_step": round(1000 * dt / args.new_tokens, 1),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     handle.remove()
 

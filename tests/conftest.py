@@ -19,9 +19,37 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 def synthetic_corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
     """Arithmetic-flavoured lines covering what tests and prompts use."""
     rng = random.Random(seed)
-    words = ["What", "is", "the", "answer", "Step", "First", "Then", "so", "we", "get", "Compute",
-             "Let", "check", "wait", "result", "therefore", "final", "Put", "in", "problem", "solution",
-             "user", "assistant", "system", "Verify", "error", "correct", "intervention", "location"]
+    words = [
+        "What",
+        "is",
+        "the",
+        "answer",
+        "Step",
+        "First",
+        "Then",
+        "so",
+        "we",
+        "get",
+        "Compute",
+        "Let",
+        "check",
+        "wait",
+        "result",
+        "therefore",
+        "final",
+        "Put",
+        "in",
+        "problem",
+        "solution",
+        "user",
+        "assistant",
+        "system",
+        "Verify",
+        "error",
+        "correct",
+        "intervention",
+        "location",
+    ]
     ops = ["+", "-", "*", "/"]
     lines = []
     for i in range(n_lines):
@@ -31,7 +59,9 @@ def synthetic_corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
         if kind == 0:
             lines.append(f"What is {a} {op} {b}? Put the final answer in \\boxed{{}}.")
         elif kind == 1:
-            lines.append(f"Step {rng.randint(1, 9)}: {a} {op} {b} = {rng.randint(0, 999)}, so the answer is \\boxed{{{a}}}.")
+            lines.append(
+                f"Step {rng.randint(1, 9)}: {a} {op} {b} = {rng.randint(0, 999)}, so the answer is \\boxed{{{a}}}."
+            )
         elif kind == 2:
             lines.append(f'<intervention>{{"location": {rng.randint(1, 9)}, "content": "{a} {op} {b}"}}</intervention>')
         elif kind == 3:
@@ -68,7 +98,10 @@ def build_tiny_model(
     )
     tok.train_from_iterator(synthetic_corpus(), trainer)
     hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|pad|>", unk_token=None,
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        unk_token=None,
     )
     hf_tok.chat_template = CHATML_TEMPLATE
     hf_tok.save_pretrained(out_dir)

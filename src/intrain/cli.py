@@ -14,8 +14,14 @@ from intrain.config import ARMS, Config, ConfigError, load_config, to_yaml
 def _add_common(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     if config_required:
         p.add_argument("config", help="YAML config path, or a packaged config name (demo, paper-qwen3-4b-instruct)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field, e.g. --set sample.n=8 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set sample.n=8 (repeatable)",
+    )
     p.add_argument("--run-dir", help="run directory (default: output.run_dir)")
     p.add_argument("--force", action="store_true", help="redo stages whose config changed")
 
@@ -30,9 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("config")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    for name, text in [("sample", "graded on-policy rollouts"), ("propose", "self-proposed interventions"),
-                       ("filter", "continuation filter"), ("sft", "SFT on prefix + intervention"), ("rl", "outcome-reward GRPO"),
-                       ("run", "the whole InT pass")]:
+    for name, text in [
+        ("sample", "graded on-policy rollouts"),
+        ("propose", "self-proposed interventions"),
+        ("filter", "continuation filter"),
+        ("sft", "SFT on prefix + intervention"),
+        ("rl", "outcome-reward GRPO"),
+        ("run", "the whole InT pass"),
+    ]:
         _add_common(sub.add_parser(name, help=text))
     ev = sub.add_parser("eval", help="pass@k of a checkpoint on held-out problems")
     _add_common(ev)
@@ -41,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="InT against the paper's baselines under one RL budget")
     _add_common(cmp)
-    cmp.add_argument("--arms", nargs="+", choices=ARMS,
-                     help="arms to run (default: compare.arms)")
+    cmp.add_argument("--arms", nargs="+", choices=ARMS, help="arms to run (default: compare.arms)")
     _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
     lab = sub.add_parser("lab", help="controlled experiments on the arithmetic family's ground truth")
     lab.add_argument("table", choices=["table1"], help="table1: does an intervention help a continuation?")
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, re-run to resume", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line and a non-zero exit
+    except Exception as exc:
         if os.environ.get("INTRAIN_DEBUG"):
             raise
         known = _known_errors()
@@ -115,8 +125,24 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
         from intrain import warmup
 
         report = warmup.run(ctx)
-        print(json.dumps({k: report[k] for k in ("adapter", "train_rows", "heldout", "proposer_before",
-                                                 "proposer_after", "solve", "timings")}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    k: report[k]
+                    for k in (
+                        "adapter",
+                        "train_rows",
+                        "heldout",
+                        "proposer_before",
+                        "proposer_after",
+                        "solve",
+                        "timings",
+                    )
+                },
+                indent=2,
+                default=str,
+            )
+        )
     elif args.command == "lab":
         from intrain.lab import table1
 

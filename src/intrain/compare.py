@@ -28,7 +28,8 @@ from intrain.config import ARMS
 from intrain.metrics import pass_at_k
 from intrain.progress import console
 from intrain.records import Reflection, Rollout
-from intrain.stages import evaluate, filter as filter_stage, propose, reflect, rl, sample, sft
+from intrain.stages import evaluate, propose, reflect, rl, sample, sft
+from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext
 from intrain.stages.sft import Target
 from intrain.stats import paired_bootstrap_difference
@@ -42,18 +43,24 @@ def prepare_init(ctx: RunContext, arm: str) -> tuple[str | None, list[str]]:
     if arm == "int":
         stages = [propose.run(ctx), filter_stage.run(ctx), sft.run(ctx)]
     elif arm == "sft_reference":
-        targets = [Target(p.id, p.problem, p.reference_solution)
-                   for p in ctx.problems("train") if p.reference_solution.strip()]
+        targets = [
+            Target(p.id, p.problem, p.reference_solution) for p in ctx.problems("train") if p.reference_solution.strip()
+        ]
         stages = [sft.train_stage(ctx, "sft-reference", fingerprints.SFT_REFERENCE, targets, close_turn=True)]
     elif arm == "rft":
-        targets = [Target(r.problem_id, r.problem, r.completion)
-                   for r in read_stage_records(ctx.run_dir, sample.NAME, Rollout) if r.correct]
+        targets = [
+            Target(r.problem_id, r.problem, r.completion)
+            for r in read_stage_records(ctx.run_dir, sample.NAME, Rollout)
+            if r.correct
+        ]
         stages = [sft.train_stage(ctx, "sft-rft", fingerprints.SFT_RFT, targets, close_turn=True)]
     elif arm == "sft_reflection":
         reflections = reflect.run(ctx)
         targets = [Target(r.problem_id, r.problem, r.reflection) for r in reflections.records(Reflection) if r.correct]
-        stages = [reflections, sft.train_stage(ctx, "sft-reflection", fingerprints.SFT_REFLECTION, targets,
-                                               close_turn=True)]
+        stages = [
+            reflections,
+            sft.train_stage(ctx, "sft-reflection", fingerprints.SFT_REFLECTION, targets, close_turn=True),
+        ]
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     return sft.trained_model(stages[-1]), [s.name for s in stages]
@@ -71,13 +78,25 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
         filter_stage.run(ctx)
     base_eval = evaluate.run(ctx, label="base")
     base_rollouts = base_eval.records(Rollout)
-    table: dict[str, Any] = {"base": {"seeds": [], "eval": [_eval_json(base_eval)], "stages": ["eval-base"],
-                                      "entropy": mean_token_entropy(ctx, None, base_rollouts)}}
+    table: dict[str, Any] = {
+        "base": {
+            "seeds": [],
+            "eval": [_eval_json(base_eval)],
+            "stages": ["eval-base"],
+            "entropy": mean_token_entropy(ctx, None, base_rollouts),
+        }
+    }
     for arm in arms:
         init, stages = prepare_init(ctx, arm)
         seeds = cfg.compare.seeds if arm in ("int", "rl") else (cfg.compare.baseline_seeds or cfg.compare.seeds)
-        entry: dict[str, Any] = {"init": init, "seeds": list(seeds), "eval": [], "rl": [],
-                                 "stages": list(stages), "entropy": mean_token_entropy(ctx, init, base_rollouts)}
+        entry: dict[str, Any] = {
+            "init": init,
+            "seeds": list(seeds),
+            "eval": [],
+            "rl": [],
+            "stages": list(stages),
+            "entropy": mean_token_entropy(ctx, init, base_rollouts),
+        }
         for seed in seeds:
             hint = cfg.compare.hint_share if arm == "hint_rl" else 0.0
             trained = rl.run(ctx, label=f"rl-{arm}-s{seed}", init_model=init, hint_share=hint, seed=seed)
@@ -105,9 +124,8 @@ def mean_token_entropy(ctx: RunContext, model_path: str | None, rollouts: list[R
     import torch
 
     from intrain.engines.base import Request, render_ids
-    from intrain.stages.common import user_message
-
     from intrain.models import load_model_and_tokenizer
+    from intrain.stages.common import user_message
 
     cfg = ctx.config
     ctx.release_generators()
@@ -116,8 +134,11 @@ def mean_token_entropy(ctx: RunContext, model_path: str | None, rollouts: list[R
     total, count = 0.0, 0
     with torch.inference_mode():
         for rollout in rollouts[:limit]:
-            prompt = render_ids(tokenizer, Request(messages=user_message(cfg.data.prompt_template, rollout.problem)),
-                                cfg.model.chat_template_kwargs)
+            prompt = render_ids(
+                tokenizer,
+                Request(messages=user_message(cfg.data.prompt_template, rollout.problem)),
+                cfg.model.chat_template_kwargs,
+            )
             completion = tokenizer(rollout.completion, add_special_tokens=False)["input_ids"]
             if not completion:
                 continue
@@ -157,8 +178,9 @@ def summarize(ctx: RunContext, table: dict[str, Any], ks: list[int]) -> dict[str
             if arm in ("rl", "base"):
                 continue
             out[arm]["vs_rl"] = {
-                f"pass@{k}": paired_bootstrap_difference(per_problem_pass_at_k(ctx.run_dir, _eval_stages(entry), k),
-                                                         control[k])
+                f"pass@{k}": paired_bootstrap_difference(
+                    per_problem_pass_at_k(ctx.run_dir, _eval_stages(entry), k), control[k]
+                )
                 for k in (ks[0], ks[-1])
             }
     return out
@@ -192,19 +214,36 @@ def compare_markdown(summary: dict[str, Any], ks: list[int]) -> str:
         return "-" if found is None else f"{found[0]:+.3f} [{found[1]:+.3f}, {found[2]:+.3f}]"
 
     compared = sorted({ks[0], ks[-1]})
-    header = ["arm", "seeds", *[f"pass@{k}" for k in ks], *[f"Δ pass@{k} vs rl [95% CI]" for k in compared],
-              "train reward (last 10%)", "zero-adv ratio", "entropy at RL start", "tokens generated", "wall s"]
+    header = [
+        "arm",
+        "seeds",
+        *[f"pass@{k}" for k in ks],
+        *[f"Δ pass@{k} vs rl [95% CI]" for k in compared],
+        "train reward (last 10%)",
+        "zero-adv ratio",
+        "entropy at RL start",
+        "tokens generated",
+        "wall s",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm, row in summary.items():
-        cells = [arm, ",".join(map(str, row["seeds"])) or "-", *[fmt(row[f"pass@{k}"]) for k in ks],
-                 *[fmt_diff(row, k) for k in compared],
-                 fmt(row["train_reward_last10pct"]), fmt(row["zero_adv_ratio_mean"]), fmt(row["entropy_at_rl_start"]),
-                 f"{row['tokens_generated']:,}", f"{row['wall_s']:.0f}"]
+        cells = [
+            arm,
+            ",".join(map(str, row["seeds"])) or "-",
+            *[fmt(row[f"pass@{k}"]) for k in ks],
+            *[fmt_diff(row, k) for k in compared],
+            fmt(row["train_reward_last10pct"]),
+            fmt(row["zero_adv_ratio_mean"]),
+            fmt(row["entropy_at_rl_start"]),
+            f"{row['tokens_generated']:,}",
+            f"{row['wall_s']:.0f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         "\n\nMean ± standard deviation over RL seeds; the same held-out problems and sampling for every arm. "
         "Δ vs rl: difference of per-problem pass@k (averaged over seeds) from the rl arm, with a paired "
-        "bootstrap 95% interval over problems.\n")
+        "bootstrap 95% interval over problems.\n"
+    )
 
 
 def plot_rl_curves(run_dir: Path, table: dict[str, Any]) -> Path | None:

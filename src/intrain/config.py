@@ -32,7 +32,8 @@ class ModelConfig(Section):
         description="Policy model: a local HF folder, a hub id, or 'embedded:smollm2' (packaged, offline).",
     )
     adapter: str | None = Field(
-        None, description="A PEFT LoRA adapter folder merged into the model at load (relative paths: from the config file)."
+        None,
+        description="A PEFT LoRA adapter folder merged into the model at load (relative paths: from the config file).",
     )
     engine: Literal["hf", "vllm"] = Field(
         "hf", description="Generation backend: 'hf' (transformers, CPU or GPU) or 'vllm' (GPU, needs the 'gpu' extra)."
@@ -64,7 +65,9 @@ class SamplingConfig(Section):
 
 class SourceConfig(Section):
     kind: Literal["file", "hf", "arithmetic", "champ"] = Field(
-        "arithmetic", description="file (jsonl/json/parquet/csv), hf (datasets hub or local path), arithmetic (offline generator), champ."
+        "arithmetic",
+        description="file (jsonl/json/parquet/csv), hf (datasets hub or local path), arithmetic (offline "
+        "generator), champ.",
     )
     path: str | None = Field(None, description="file/champ: path to the data file.")
     name: str | None = Field(None, description="hf: dataset name or local dataset path.")
@@ -94,7 +97,9 @@ class SourceConfig(Section):
 
 
 class DataConfig(Section):
-    train: SourceConfig = Field(default_factory=SourceConfig, description="Problems to sample, propose on and train on.")
+    train: SourceConfig = Field(
+        default_factory=SourceConfig, description="Problems to sample, propose on and train on."
+    )
     eval: SourceConfig | None = Field(None, description="Held-out problems for eval; None = evaluate on train.")
     prompt_template: str = Field(
         "{problem}",
@@ -117,13 +122,17 @@ class SampleConfig(SamplingConfig):
 
 class ProposerConfig(Section):
     kind: Literal["self", "model", "openai", "oracle"] = Field(
-        "self", description="self = the policy proposes (the paper); model = another local model; openai = an HTTP "
-                            "endpoint; oracle = the true first error and its correct step, for problems whose family "
-                            "has ground truth (the arithmetic family), with the noise below.")
+        "self",
+        description="self = the policy proposes (the paper); model = another local model; openai = an HTTP "
+        "endpoint; oracle = the true first error and its correct step, for problems whose family "
+        "has ground truth (the arithmetic family), with the noise below.",
+    )
     location_noise: float = Field(
-        0.0, ge=0, le=1, description="oracle: probability of pointing at another substep than the true first error.")
+        0.0, ge=0, le=1, description="oracle: probability of pointing at another substep than the true first error."
+    )
     content_noise: float = Field(
-        0.0, ge=0, le=1, description="oracle: probability that the replacement step computes a wrong value.")
+        0.0, ge=0, le=1, description="oracle: probability that the replacement step computes a wrong value."
+    )
     model: ModelConfig | None = Field(None, description="kind=model: the proposer model.")
     base_url: str | None = Field(None, description="kind=openai: e.g. http://127.0.0.1:8000/v1.")
     name: str | None = Field(None, description="kind=openai: model name sent to the endpoint.")
@@ -142,22 +151,29 @@ class ProposeConfig(SamplingConfig):
 
     proposer: ProposerConfig = Field(default_factory=ProposerConfig, description="Who writes interventions.")
     template: str = Field(
-        "paper", description="'paper' (two-turn, solve then verify), 'compact' (single turn), or a path to a .jinja file."
+        "paper",
+        description="'paper' (two-turn, solve then verify), 'compact' (single turn), or a path to a .jinja file.",
     )
     max_prompt_tokens: int = Field(30000, ge=64, description="Rendered prompt cap; the attempt's tail is cut first.")
     max_attempts: int | None = Field(None, ge=1, description="Propose on at most this many failed attempts.")
     separator: str = Field("\n\n", min_length=1, description="Substep separator (paper: a blank line).")
-    leak_filter: bool = Field(True, description="Mark interventions that state the gold answer as `leak` (not filtered on).")
+    leak_filter: bool = Field(
+        True, description="Mark interventions that state the gold answer as `leak` (not filtered on)."
+    )
     leak_mode: Literal["normalised", "substring"] = Field(
-        "normalised", description="How `leak_filter` finds the gold answer in an intervention. normalised: both sides "
-                                  "lowercased and LaTeX-normalised (\\dfrac{1}{2} = 1/2, 1,000 = 1000), numbers matched "
-                                  "on number boundaries (gold 1 does not leak in '10' or 'x_1'). substring: the raw gold "
-                                  "string occurs in the raw content, case-sensitive, as the authors' "
-                                  "parse_interventions.ipynb does (`answer in content`): gold 1 leaks in '10', but "
-                                  "'\\frac{1}{2}' does not leak for gold 1/2. See interventions/leaks.py.")
+        "normalised",
+        description="How `leak_filter` finds the gold answer in an intervention. normalised: both sides "
+        "lowercased and LaTeX-normalised (\\dfrac{1}{2} = 1/2, 1,000 = 1000), numbers matched "
+        "on number boundaries (gold 1 does not leak in '10' or 'x_1'). substring: the raw gold "
+        "string occurs in the raw content, case-sensitive, as the authors' "
+        "parse_interventions.ipynb does (`answer in content`): gold 1 leaks in '10', but "
+        "'\\frac{1}{2}' does not leak for gold 1/2. See interventions/leaks.py.",
+    )
     per_attempt: Literal["first_ok", "all"] = Field(
-        "first_ok", description="first_ok = keep the first `ok` proposal of each failed attempt and mark later ones "
-                                "`not_first` (paper: one intervention per attempt); all = keep every `ok` proposal.")
+        "first_ok",
+        description="first_ok = keep the first `ok` proposal of each failed attempt and mark later ones "
+        "`not_first` (paper: one intervention per attempt); all = keep every `ok` proposal.",
+    )
 
 
 class FilterConfig(SamplingConfig):
@@ -167,7 +183,9 @@ class FilterConfig(SamplingConfig):
     n: int = Field(32, ge=1, description="Continuations per intervention (paper: 32).")
     min_correct: int = Field(1, ge=1, description="Keep when at least this many continuations are correct.")
     wave_size: int = Field(8, ge=1, description="Continuations per wave; sampling stops once the decision is fixed.")
-    diagnose: bool = Field(False, description="Also continue from prefix + the original erroneous step (paper Table 1).")
+    diagnose: bool = Field(
+        False, description="Also continue from prefix + the original erroneous step (paper Table 1)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FilterConfig:
@@ -194,17 +212,22 @@ class SFTConfig(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     min_lr_rate: float = Field(0.1, ge=0, le=1, description="Cosine decays to this fraction of the peak lr.")
     weight_decay: float = Field(0.0, ge=0)
-    lora: LoraConfig | None = Field(None, description="Train a LoRA adapter (merged when saved) instead of all weights.")
+    lora: LoraConfig | None = Field(
+        None, description="Train a LoRA adapter (merged when saved) instead of all weights."
+    )
     gradient_checkpointing: bool = Field(False)
     seed: int = Field(0, description="Seeds the trainer's data order and the `max_rows` subsample.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     max_rows: int | None = Field(
-        None, ge=1, description="InT SFT only: train on at most this many kept filter rows; None = all. The subsample "
-                                "takes one row per problem first (problems in a seed-shuffled order), then further rows "
-                                "round-robin, so it covers as many problems as the cap allows; deterministic given "
-                                "`seed`. The paper is ambiguous here: its Table 6 gives dataset_size 1076 (= problems), "
-                                "the released CMU-AIRe/InT-SFT has 2,213 rows, and LLaMA-Factory's example SFT yaml that "
-                                "sft.sh builds on sets max_samples 1000. The baselines' SFT arms are not capped.")
+        None,
+        ge=1,
+        description="InT SFT only: train on at most this many kept filter rows; None = all. The subsample "
+        "takes one row per problem first (problems in a seed-shuffled order), then further rows "
+        "round-robin, so it covers as many problems as the cap allows; deterministic given "
+        "`seed`. The paper is ambiguous here: its Table 6 gives dataset_size 1076 (= problems), "
+        "the released CMU-AIRe/InT-SFT has 2,213 rows, and LLaMA-Factory's example SFT yaml that "
+        "sft.sh builds on sets max_samples 1000. The baselines' SFT arms are not capped.",
+    )
 
 
 class RLConfig(Section):
@@ -222,18 +245,22 @@ class RLConfig(Section):
 
     enabled: bool = Field(False, description="Run RL after SFT in `intrain run`.")
     data: SourceConfig | Literal["covered"] | None = Field(
-        None, description="RL problems. null = the run's training problems (`data.train`); a source mapping "
-                          "({kind: hf, name: CMU-AIRe/InT-RL, ...}, same fields as `data.train`) = those problems; "
-                          "'covered' = the distinct problems with at least one kept row in this run's filter stage "
-                          "(the filter stage must be complete; the RL stage then depends on it). Every arm of "
-                          "`intrain compare` trains RL on the same problems.")
+        None,
+        description="RL problems. null = the run's training problems (`data.train`); a source mapping "
+        "({kind: hf, name: CMU-AIRe/InT-RL, ...}, same fields as `data.train`) = those problems; "
+        "'covered' = the distinct problems with at least one kept row in this run's filter stage "
+        "(the filter stage must be complete; the RL stage then depends on it). Every arm of "
+        "`intrain compare` trains RL on the same problems.",
+    )
     steps: int = Field(400, ge=1, description="Optimizer steps (paper: 400).")
     group_size: int = Field(8, ge=2, description="Rollouts per prompt; the advantage baseline is their mean reward.")
     prompts_per_step: int = Field(
-        32, ge=1, description="Prompts per optimizer step (paper: 32 prompts x 8 rollouts = 256 rollouts per step).")
+        32, ge=1, description="Prompts per optimizer step (paper: 32 prompts x 8 rollouts = 256 rollouts per step)."
+    )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6).")
     lr_scheduler: Literal["constant", "cosine", "linear"] = Field(
-        "cosine", description="Learning-rate schedule over `steps` (PipelineRL default: cosine).")
+        "cosine", description="Learning-rate schedule over `steps` (PipelineRL default: cosine)."
+    )
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of the steps spent warming the lr up.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (PipelineRL default: 0.01).")
     max_grad_norm: float = Field(0.3, gt=0, description="Gradient-norm clip (PipelineRL default: 0.3).")
@@ -241,36 +268,53 @@ class RLConfig(Section):
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling (paper: 1.0).")
     max_completion_tokens: int = Field(16384, ge=1, description="New tokens per rollout; longer ones are cut.")
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"] = Field(
-        "dapo", description="TRL loss normalisation; dapo = mean over all completion tokens of the step.")
+        "dapo", description="TRL loss normalisation; dapo = mean over all completion tokens of the step."
+    )
     mask_truncated_completions: bool = Field(
-        False, description="Leave cut-off rollouts out of the loss (the paper rewards them like any other: 0 or 1).")
+        False, description="Leave cut-off rollouts out of the loss (the paper rewards them like any other: 0 or 1)."
+    )
     per_device_batch_size: int | None = Field(
-        None, ge=1, description="Completions per forward/backward micro-batch; None = group_size. "
-                                "Must divide prompts_per_step x group_size (the rest is gradient accumulation).")
+        None,
+        ge=1,
+        description="Completions per forward/backward micro-batch; None = group_size. "
+        "Must divide prompts_per_step x group_size (the rest is gradient accumulation).",
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     hint_share: float = Field(
-        0.0, ge=0, le=1, description="Hint-guided RL baseline (the POPE recipe): share of the RL problems (a fixed, "
-                                     "seed-chosen subset) that appear twice in the RL data, once plain and once with a "
-                                     "short prefix of their reference solution (`hint_steps`); the others appear once, "
-                                     "plain. 0 = plain RL.")
+        0.0,
+        ge=0,
+        le=1,
+        description="Hint-guided RL baseline (the POPE recipe): share of the RL problems (a fixed, "
+        "seed-chosen subset) that appear twice in the RL data, once plain and once with a "
+        "short prefix of their reference solution (`hint_steps`); the others appear once, "
+        "plain. 0 = plain RL.",
+    )
     hint_steps: int = Field(
-        1, ge=1, description="Length of that prefix in blank-line-separated reference steps; 1 = the first step, the "
-                             "minimal guidance (POPE's 'first_guide'). Never the whole reference: at most all steps but "
-                             "the last (which states the answer), so a reference of one step gives no guided copy.")
+        1,
+        ge=1,
+        description="Length of that prefix in blank-line-separated reference steps; 1 = the first step, the "
+        "minimal guidance (POPE's 'first_guide'). Never the whole reference: at most all steps but "
+        "the last (which states the answer), so a reference of one step gives no guided copy.",
+    )
     use_vllm: Literal["auto", "never", "always"] = Field(
-        "auto", description="Generate rollouts with vLLM colocated in the trainer: auto = when CUDA and vllm are "
-                            "available; never = transformers generate.")
+        "auto",
+        description="Generate rollouts with vLLM colocated in the trainer: auto = when CUDA and vllm are "
+        "available; never = transformers generate.",
+    )
     vllm_gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (the trainer needs the rest).")
+        0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (the trainer needs the rest)."
+    )
     seed: int = Field(0, description="Seeds the trainer, the prompt order and the choice of guided problems.")
 
     @model_validator(mode="after")
     def _batch_fits(self) -> RLConfig:
         total = self.prompts_per_step * self.group_size
         if self.per_device_batch_size is not None and total % self.per_device_batch_size:
-            raise ValueError(f"per_device_batch_size ({self.per_device_batch_size}) must divide "
-                             f"prompts_per_step x group_size ({total})")
+            raise ValueError(
+                f"per_device_batch_size ({self.per_device_batch_size}) must divide "
+                f"prompts_per_step x group_size ({total})"
+            )
         return self
 
 
@@ -293,19 +337,29 @@ class WarmupConfig(Section):
 
     synthetic_examples: int = Field(240, ge=0, description="Synthetic faulty attempts with a known first error.")
     solution_examples: int = Field(
-        0, ge=0, description="Problem -> reference solution rows mixed in, teaching the family's answer format.")
+        0, ge=0, description="Problem -> reference solution rows mixed in, teaching the family's answer format."
+    )
     policy_problems: int = Field(48, ge=0, description="Problems the policy attempts; its checkable failures are used.")
     policy_samples: int = Field(4, ge=1, description="Attempts per policy problem.")
     heldout_fraction: float = Field(0.2, gt=0, lt=1, description="Problems held out to measure proposer skill.")
     proposal_max_tokens: int = Field(96, ge=8, description="Proposal length when measuring skill.")
     seed: int = Field(7, description="Seeds problem generation (keep it apart from data seeds).")
     train: SFTConfig = Field(
-        default_factory=lambda: SFTConfig(learning_rate=2e-4, epochs=2, effective_batch_size=8,
-                                          per_device_batch_size=4, max_length=1024, warmup_ratio=0.05,
-                                          lora=LoraConfig(), save_steps=25),
-        description="LoRA SFT settings for the warm-up.")
+        default_factory=lambda: SFTConfig(
+            learning_rate=2e-4,
+            epochs=2,
+            effective_batch_size=8,
+            per_device_batch_size=4,
+            max_length=1024,
+            warmup_ratio=0.05,
+            lora=LoraConfig(),
+            save_steps=25,
+        ),
+        description="LoRA SFT settings for the warm-up.",
+    )
     output: str | None = Field(
-        None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter.")
+        None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter."
+    )
 
 
 # The arms of `intrain compare` (compare.py says what each one trains).
@@ -316,15 +370,18 @@ ARMS: tuple[Arm, ...] = typing.get_args(Arm)
 class CompareConfig(Section):
     """`intrain compare`: the paper's baselines against InT under one RL budget (see compare.py)."""
 
-    arms: list[Arm] = Field(
-        default_factory=lambda: list(ARMS),
-        description="Arms to run (CLI --arms overrides).")
+    arms: list[Arm] = Field(default_factory=lambda: list(ARMS), description="Arms to run (CLI --arms overrides).")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1, description="RL seeds per arm.")
     baseline_seeds: list[int] | None = Field(
-        None, description="RL seeds for the arms other than int and rl, to save compute; None = `seeds`.")
+        None, description="RL seeds for the arms other than int and rl, to save compute; None = `seeds`."
+    )
     hint_share: float = Field(
-        1.0, gt=0, le=1, description="hint_rl: `rl.hint_share` of that arm, the share of RL problems that also appear "
-                                     "with a reference prefix (POPE's mix: every hard problem guided and unguided).")
+        1.0,
+        gt=0,
+        le=1,
+        description="hint_rl: `rl.hint_share` of that arm, the share of RL problems that also appear "
+        "with a reference prefix (POPE's mix: every hard problem guided and unguided).",
+    )
 
 
 class LabConfig(Section):

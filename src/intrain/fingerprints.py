@@ -34,8 +34,14 @@ NOT_STAGE_INPUTS: dict[str, str] = {
 # sampled tokens, so every generating stage declares them; training stages declare only what they load.
 _POLICY = ("model.path", "model.adapter", "model.chat_template_kwargs")
 _TRAINING = (*_POLICY, "model.device", "model.dtype")
-_GENERATION = (*_TRAINING, "model.engine", "model.batch_size", "model.tensor_parallel_size",
-               "model.gpu_memory_utilization", "model.max_model_len")
+_GENERATION = (
+    *_TRAINING,
+    "model.engine",
+    "model.batch_size",
+    "model.tensor_parallel_size",
+    "model.gpu_memory_utilization",
+    "model.max_model_len",
+)
 _TRAIN_DATA = ("data.train", "data.on_invalid")
 
 
@@ -48,14 +54,27 @@ class StageInputs:
 
 
 SAMPLE = StageInputs(config=(*_GENERATION, *_TRAIN_DATA, "data.prompt_template", "sample", "grading.timeout_s"))
-EVAL = StageInputs(config=(*_GENERATION, "data.eval", *_TRAIN_DATA, "data.prompt_template", "eval",
-                           "grading.timeout_s"))
+EVAL = StageInputs(
+    config=(*_GENERATION, "data.eval", *_TRAIN_DATA, "data.prompt_template", "eval", "grading.timeout_s")
+)
 PROPOSE = StageInputs(config=(*_GENERATION, "propose"), upstream=("sample",))
-FILTER = StageInputs(config=(*_GENERATION, "data.prompt_template", "filter", "grading.timeout_s"),
-                     upstream=("propose",))
-REFLECT = StageInputs(config=(*_GENERATION, "propose.temperature", "propose.top_p", "propose.top_k", "propose.seed",
-                              "propose.shard_size", "propose.max_attempts", "sample.max_tokens", "grading.timeout_s"),
-                      upstream=("sample",))
+FILTER = StageInputs(
+    config=(*_GENERATION, "data.prompt_template", "filter", "grading.timeout_s"), upstream=("propose",)
+)
+REFLECT = StageInputs(
+    config=(
+        *_GENERATION,
+        "propose.temperature",
+        "propose.top_p",
+        "propose.top_k",
+        "propose.seed",
+        "propose.shard_size",
+        "propose.max_attempts",
+        "sample.max_tokens",
+        "grading.timeout_s",
+    ),
+    upstream=("sample",),
+)
 # InT SFT reads the whole `sft` section; the baselines' SFT arms all of it but `sft.max_rows` (InT only).
 SFT = StageInputs(config=(*_TRAINING, "data.prompt_template", "sft"), upstream=("filter",))
 _SFT_CONFIG = (*_TRAINING, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f != "max_rows"))
@@ -69,16 +88,37 @@ RL = StageInputs(config=(*_RL, *_TRAIN_DATA))
 RL_SOURCE = StageInputs(config=(*_RL, "data.on_invalid"))
 RL_COVERED = StageInputs(config=_RL, upstream=("filter",))
 
-LAB_TABLE1 = StageInputs(config=(*_GENERATION, "data.prompt_template", "propose.separator", "filter.temperature",
-                                 "filter.top_p", "filter.top_k", "filter.max_tokens", "filter.seed",
-                                 "filter.shard_size", "lab", "grading.timeout_s"),
-                         upstream=("sample", "propose"))
+LAB_TABLE1 = StageInputs(
+    config=(
+        *_GENERATION,
+        "data.prompt_template",
+        "propose.separator",
+        "filter.temperature",
+        "filter.top_p",
+        "filter.top_k",
+        "filter.max_tokens",
+        "filter.seed",
+        "filter.shard_size",
+        "lab",
+        "grading.timeout_s",
+    ),
+    upstream=("sample", "propose"),
+)
 
 # Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
 ALL_STAGES: dict[str, StageInputs] = {
-    "sample": SAMPLE, "eval": EVAL, "propose": PROPOSE, "filter": FILTER, "reflect": REFLECT, "sft": SFT,
-    "sft-reference": SFT_REFERENCE, "sft-rft": SFT_RFT, "sft-reflection": SFT_REFLECTION, "rl": RL,
-    "rl:source": RL_SOURCE, "rl:covered": RL_COVERED,
+    "sample": SAMPLE,
+    "eval": EVAL,
+    "propose": PROPOSE,
+    "filter": FILTER,
+    "reflect": REFLECT,
+    "sft": SFT,
+    "sft-reference": SFT_REFERENCE,
+    "sft-rft": SFT_RFT,
+    "sft-reflection": SFT_REFLECTION,
+    "rl": RL,
+    "rl:source": RL_SOURCE,
+    "rl:covered": RL_COVERED,
     "lab-table1": LAB_TABLE1,
 }
 

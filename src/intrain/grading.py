@@ -242,9 +242,7 @@ _STARTUP_TIMEOUT_S = 120.0
 class _Worker:
     def __init__(self, ctx: Any) -> None:
         self.conn, child_conn = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_worker_main, args=(child_conn,), daemon=True, name="intrain-grader"
-        )
+        self.proc = ctx.Process(target=_worker_main, args=(child_conn,), daemon=True, name="intrain-grader")
         self.proc.start()
         # Drop our copy of the child's end so that a dead worker reads as EOF, not a hang.
         child_conn.close()
@@ -302,8 +300,10 @@ class Grader:
         }
         judged = dict(zip(payloads, self._run(list(payloads.values()))))
         return [
-            Verdict(False, NO_ANSWER, None) if answer is None
-            else Verdict(judged[i] == CORRECT, judged[i], answer) if i in judged
+            Verdict(False, NO_ANSWER, None)
+            if answer is None
+            else Verdict(judged[i] == CORRECT, judged[i], answer)
+            if i in judged
             else Verdict(True, CORRECT, answer)
             for i, answer in enumerate(extracted)
         ]
@@ -405,4 +405,3 @@ class Grader:
     def _discard(self, worker: _Worker) -> None:
         worker.stop()
         self._pool.remove(worker)
-

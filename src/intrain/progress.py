@@ -18,9 +18,15 @@ class StageProgress:
         self._tokens = 0
         self._start = time.time()
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, disable=not sys.stderr.isatty() and total == 0,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not sys.stderr.isatty() and total == 0,
         )
         self._task = self._progress.add_task(description, total=total, rate="")
 

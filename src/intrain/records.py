@@ -105,7 +105,9 @@ class Proposal(Record):
     status: str = doc("ok, no_tag, bad_json, bad_location, empty, leak or not_first (see docs/ARTIFACTS.md).")
     content: str | None = doc("Parsed intervention text (the replacement step).")
     location: int | None = doc("Parsed 1-based substep the intervention replaces.")
-    guided_prefix: str | None = doc("ok/leak/not_first rows: the attempt's substeps before `location` + the intervention.")
+    guided_prefix: str | None = doc(
+        "ok/leak/not_first rows: the attempt's substeps before `location` + the intervention."
+    )
     original_step_prefix: str | None = doc("The substeps before `location` + the original erroneous substep.")
 
 
@@ -141,7 +143,9 @@ class SFTExample(Record):
     problem_id: str = doc("Problem id.")
     problem: str = doc("Problem text.")
     target: str = doc("Trained text: InT = own prefix + intervention; baselines = a whole solution.")
-    input_ids: list[int] = doc("Prompt (chat template + generation prompt) + target tokens; InT rows end without end-of-turn.")
+    input_ids: list[int] = doc(
+        "Prompt (chat template + generation prompt) + target tokens; InT rows end without end-of-turn."
+    )
     labels: list[int] = doc("-100 on the prompt, the token id on the target.")
 
 
@@ -178,8 +182,8 @@ def artifacts_markdown() -> str:
         "Generated from `src/intrain/records.py` (`python -m intrain.records > docs/ARTIFACTS.md`).",
         "Each stage folder `RUN/<stage>/` holds `shard-NNNNN.parquet` files of one record type and a",
         "`manifest.json` (status, config fingerprint, counts, timings, library versions). Load a stage with",
-        "`datasets.load_dataset(\"parquet\", data_files=\"RUN/<stage>/shard-*.parquet\", split=\"train\")`, or",
-        "with pandas: `pd.concat(pd.read_parquet(p) for p in sorted(Path(\"RUN/<stage>\").glob(\"shard-*.parquet\")))`.",
+        '`datasets.load_dataset("parquet", data_files="RUN/<stage>/shard-*.parquet", split="train")`, or',
+        'with pandas: `pd.concat(pd.read_parquet(p) for p in sorted(Path("RUN/<stage>").glob("shard-*.parquet")))`.',
         "",
         "Proposal statuses: `ok` (parsed, kept for the filter), `no_tag` (no `<intervention>` block),",
         "`bad_json` (a block that cannot be read), `bad_location` (location outside the shown substeps),",
@@ -189,8 +193,14 @@ def artifacts_markdown() -> str:
     ]
     for stage, record in STAGE_RECORDS.items():
         hints = typing.get_type_hints(record)
-        out += [f"## `{stage}`: {record.__name__}", "", (record.__doc__ or "").strip(), "",
-                "| column | type | meaning |", "|---|---|---|"]
+        out += [
+            f"## `{stage}`: {record.__name__}",
+            "",
+            (record.__doc__ or "").strip(),
+            "",
+            "| column | type | meaning |",
+            "|---|---|---|",
+        ]
         for f in dataclasses.fields(record):  # type: ignore[arg-type]
             arrow, nullable = _arrow_type(hints[f.name])
             kind = f"{arrow}{' (nullable)' if nullable else ''}"

@@ -49,8 +49,15 @@ class CorrectnessReward:
         self._lock = threading.Lock()
         self._last: dict[str, Any] | None = None
 
-    def __call__(self, completions: list[Any], answer: list[Any], problem_id: list[Any] | None = None,
-                 log_metric=None, log_extra=None, **_: Any) -> list[float]:
+    def __call__(
+        self,
+        completions: list[Any],
+        answer: list[Any],
+        problem_id: list[Any] | None = None,
+        log_metric=None,
+        log_extra=None,
+        **_: Any,
+    ) -> list[float]:
         texts = [completion_text(c) for c in completions]
         golds = [str(a) for a in answer]
         verdicts = self.grader.grade(texts, golds)

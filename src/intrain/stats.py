@@ -24,13 +24,14 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 def _percentiles(values: list[float], level: float) -> tuple[float, float]:
     values = sorted(values)
-    lo = values[int(math.floor((1 - level) / 2 * (len(values) - 1)))]
-    hi = values[int(math.ceil((1 + level) / 2 * (len(values) - 1)))]
+    lo = values[math.floor((1 - level) / 2 * (len(values) - 1))]
+    hi = values[math.ceil((1 + level) / 2 * (len(values) - 1))]
     return lo, hi
 
 
-def bootstrap_mean_interval(values: Sequence[float], resamples: int = 2000, level: float = 0.95,
-                            seed: int = 0) -> tuple[float, float]:
+def bootstrap_mean_interval(
+    values: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over independent units."""
     if not values:
         return 0.0, 1.0
@@ -40,9 +41,13 @@ def bootstrap_mean_interval(values: Sequence[float], resamples: int = 2000, leve
     return _percentiles(means, level)
 
 
-def paired_bootstrap_difference(treated: Mapping[str, float], control: Mapping[str, float],
-                                resamples: int = 2000, level: float = 0.95,
-                                seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_difference(
+    treated: Mapping[str, float],
+    control: Mapping[str, float],
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """(mean difference, low, high) of treated - control over the units both have, resampling units.
 
     Pairing by unit (problem) removes the between-problem variance both arms share, which is most

@@ -31,15 +31,15 @@ empty chunks this is exactly the reference ``"\\n\\n".join(steps[:location-1])``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = [
-    "Substep",
-    "split_substeps",
-    "render_numbered",
-    "prefix_before",
     "DEFAULT_SEPARATOR",
+    "Substep",
+    "prefix_before",
+    "render_numbered",
+    "split_substeps",
 ]
 
 DEFAULT_SEPARATOR = "\n\n"
@@ -102,9 +102,7 @@ def split_substeps(trace: str, separator: str = DEFAULT_SEPARATOR) -> list[Subst
         end = n if nxt == -1 else nxt
         chunk = norm[pos:end]
         if chunk.strip():
-            substeps.append(
-                Substep(index=len(substeps) + 1, text=chunk, start=orig[pos], end=orig[end])
-            )
+            substeps.append(Substep(index=len(substeps) + 1, text=chunk, start=orig[pos], end=orig[end]))
         if nxt == -1:
             break
         pos = nxt + len(sep)
@@ -125,9 +123,7 @@ def _check_location(location: object, num_substeps: int) -> int:
     if location < 1:
         raise ValueError(f"location must be >= 1, got {location}")
     if location > num_substeps:
-        raise ValueError(
-            f"location {location} is past the end of the trace ({num_substeps} substeps)"
-        )
+        raise ValueError(f"location {location} is past the end of the trace ({num_substeps} substeps)")
     return location
 
 

@@ -8,6 +8,7 @@ forced, because mixing shards from two configs would silently corrupt a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -58,10 +59,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -99,8 +98,9 @@ class Stage:
     def _write_manifest(self, fields: dict[str, Any]) -> None:
         current = self.manifest() or {"stage": self.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         current.update(fields)
-        current.update(config_hash=self.config_hash, versions=library_versions(),
-                       updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        current.update(
+            config_hash=self.config_hash, versions=library_versions(), updated=time.strftime("%Y-%m-%dT%H:%M:%S")
+        )
         atomic_write_json(self.manifest_path, current)
 
     @property
@@ -111,8 +111,9 @@ class Stage:
     def finish(self, counts: dict[str, Any], timings: dict[str, float] | None = None, **extra: Any) -> None:
         timings = dict(timings or {})
         timings.setdefault("wall_s", round(time.time() - self._started, 2))
-        self._write_manifest({"status": "complete", "counts": counts, "timings": timings,
-                              "shards": len(self.shard_paths()), **extra})
+        self._write_manifest(
+            {"status": "complete", "counts": counts, "timings": timings, "shards": len(self.shard_paths()), **extra}
+        )
 
     # -- shards -----------------------------------------------------------------------------------
     def shard_path(self, index: int) -> Path:

@@ -6,10 +6,11 @@ default we give it that skill explicitly and reproducibly: a LoRA SFT on (proble
 numbered attempt) -> `<intervention>{...}</intervention>`, where the family's ground truth
 (`intrain.truth`) gives the true first wrong substep. Attempts come from two places: synthetic
 faulty attempts with a known slip, and the policy's own failed rollouts whose first error the
-ground truth locates (so the proposer sees attempts in the policy's own style). Optionally, `solution_examples` problem -> reference rows teach the family's
-answer format (a 135M model rarely writes a `\boxed{}` answer unprompted). Warm-up problems never
-include the run's train or eval problems. The warmed adapter is then both the policy and the
-proposer (`self`), and every comparison starts from it.
+ground truth locates (so the proposer sees attempts in the policy's own style). Optionally,
+`solution_examples` problem -> reference rows teach the family's answer format (a 135M model
+rarely writes a `\boxed{}` answer unprompted). Warm-up problems never include the run's train or
+eval problems. The warmed adapter is then both the policy and the proposer (`self`), and every
+comparison starts from it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from intrain.config import Config, SourceConfig
 from intrain.data import Problem
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.engines.base import Generator, Request, SamplingParams
+from intrain.grading import Grader
 from intrain.interventions import leaks_answer, parse_intervention
 from intrain.progress import console
 from intrain.prompts import load_template, verify_prompt
-from intrain.grading import Grader
 from intrain.stages.common import RunContext, generate_graded, user_message
 from intrain.steps import split_substeps
 from intrain.store import atomic_write_json, atomic_write_text
@@ -42,16 +43,22 @@ from intrain.truth.oracle import make_faulty_attempt, oracle_intervention
 class Example:
     problem: Problem
     attempt: str
-    location: int       # true first wrong substep (1-based)
-    intervention: str   # replacement step, never containing the final answer
-    origin: str         # "synthetic" | "policy"
+    location: int  # true first wrong substep (1-based)
+    intervention: str  # replacement step, never containing the final answer
+    origin: str  # "synthetic" | "policy"
 
 
 def family_problems(n: int, seed: int, source: SourceConfig, id_prefix: str, exclude: set[str]) -> list[Problem]:
     """Problems of the configured arithmetic family, minus any whose text appears in `exclude`
     (the run's train and eval problems, so the warm-up never sees an evaluation problem)."""
-    problems = generate_arithmetic(n, seed, steps=tuple(source.steps), max_operand=source.max_operand,
-                                   max_result=source.max_result, id_prefix=id_prefix)
+    problems = generate_arithmetic(
+        n,
+        seed,
+        steps=tuple(source.steps),
+        max_operand=source.max_operand,
+        max_result=source.max_result,
+        id_prefix=id_prefix,
+    )
     return [p for p in problems if p.problem not in exclude]
 
 
@@ -65,8 +72,15 @@ def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
     return examples
 
 
-def policy_examples(generator: Generator, grader: Grader, problems: list[Problem], prompt_template: str,
-                    samples: int, sampling: SamplingParams, separator: str) -> list[Example]:
+def policy_examples(
+    generator: Generator,
+    grader: Grader,
+    problems: list[Problem],
+    prompt_template: str,
+    samples: int,
+    sampling: SamplingParams,
+    separator: str,
+) -> list[Example]:
     """The policy's own failed rollouts whose first error the ground truth can locate: a false
     equation (redone in place), or a true equation on the wrong operands (replaced by the step the
     reference takes there, as the oracle proposer writes it)."""
@@ -85,8 +99,9 @@ def policy_examples(generator: Generator, grader: Grader, problems: list[Problem
                 continue  # prose without equations or a box: the ground truth cannot say where
             intervention = corrected_step(steps[location - 1].text, problem.answer)
             if intervention is None:  # no false equation there: wrong operands or a wrong box
-                intervention = parse_intervention(oracle_intervention(problem, text, rng, separator=separator) or "",
-                                                  len(steps)).content
+                intervention = parse_intervention(
+                    oracle_intervention(problem, text, rng, separator=separator) or "", len(steps)
+                ).content
             if intervention:
                 intervention = with_plan(intervention, problem.reference_solution, problem.answer)
                 examples.append(Example(problem, text, location, intervention, "policy"))
@@ -124,24 +139,39 @@ def with_plan(step: str, reference_solution: str, answer: str) -> str:
     anchor = next((i for i, eq in enumerate(reference) if evaluate_expression(eq.rhs) == value), None)
     if value is None or anchor is None or anchor == len(reference) - 1:
         return step
-    plan = f"{step} Next I need {', then '.join(eq.lhs.strip() for eq in reference[anchor + 1:])}."
+    plan = f"{step} Next I need {', then '.join(eq.lhs.strip() for eq in reference[anchor + 1 :])}."
     return step if leaks_answer(plan, answer) else plan
 
 
 def target_text(example: Example) -> str:
-    return "<intervention>" + json.dumps({"content": example.intervention, "location": example.location},
-                                         ensure_ascii=False) + "</intervention>"
+    return (
+        "<intervention>"
+        + json.dumps({"content": example.intervention, "location": example.location}, ensure_ascii=False)
+        + "</intervention>"
+    )
 
 
 def proposer_messages(example: Example, template, tokenizer, max_prompt_tokens: int, separator: str):
-    prompt = verify_prompt(template, tokenizer, problem=example.problem.problem,
-                           reference_solution=example.problem.reference_solution, answer=example.problem.answer,
-                           substeps=split_substeps(example.attempt, separator), max_tokens=max_prompt_tokens)
+    prompt = verify_prompt(
+        template,
+        tokenizer,
+        problem=example.problem.problem,
+        reference_solution=example.problem.reference_solution,
+        answer=example.problem.answer,
+        substeps=split_substeps(example.attempt, separator),
+        max_tokens=max_prompt_tokens,
+    )
     return prompt
 
 
-def training_rows(examples: list[Example], tokenizer, template, max_prompt_tokens: int, separator: str,
-                  chat_template_kwargs: dict[str, Any]) -> list[dict[str, list[int]]]:
+def training_rows(
+    examples: list[Example],
+    tokenizer,
+    template,
+    max_prompt_tokens: int,
+    separator: str,
+    chat_template_kwargs: dict[str, Any],
+) -> list[dict[str, list[int]]]:
     from intrain.engines.base import render_ids
 
     rows = []
@@ -155,8 +185,14 @@ def training_rows(examples: list[Example], tokenizer, template, max_prompt_token
     return rows
 
 
-def evaluate_proposer(generator: Generator, examples: list[Example], template, max_prompt_tokens: int,
-                      separator: str, sampling: SamplingParams) -> dict[str, Any]:
+def evaluate_proposer(
+    generator: Generator,
+    examples: list[Example],
+    template,
+    max_prompt_tokens: int,
+    separator: str,
+    sampling: SamplingParams,
+) -> dict[str, Any]:
     """Parse rate and location accuracy of sampled proposals on held-out attempts."""
     prompts = [proposer_messages(ex, template, generator.tokenizer, max_prompt_tokens, separator) for ex in examples]
     outputs = generator.generate([Request(messages=p.messages) for p in prompts], sampling)
@@ -177,8 +213,10 @@ def evaluate_proposer(generator: Generator, examples: list[Example], template, m
         "leak_rate_among_parsed": sum(leaks_answer(r.content, ex.problem.answer) for ex, r in ok) / max(1, len(ok)),
         "by_origin": by_origin,
         "statuses": {s: sum(r.status == s for r in parsed) for s in sorted({r.status for r in parsed})},
-        "samples": [{"attempt": ex.attempt, "true_location": ex.location, "output": out[0].text}
-                    for ex, out in list(zip(examples, outputs))[:3]],
+        "samples": [
+            {"attempt": ex.attempt, "true_location": ex.location, "output": out[0].text}
+            for ex, out in list(zip(examples, outputs))[:3]
+        ],
     }
 
 
@@ -192,8 +230,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
     template = load_template(cfg.propose.template)
     sep = cfg.propose.separator
     timings: dict[str, float] = {}
-    proposal_sampling = SamplingParams(temperature=cfg.propose.temperature, top_p=cfg.propose.top_p,
-                                       top_k=cfg.propose.top_k, max_tokens=wcfg.proposal_max_tokens, seed=wcfg.seed)
+    proposal_sampling = SamplingParams(
+        temperature=cfg.propose.temperature,
+        top_p=cfg.propose.top_p,
+        top_k=cfg.propose.top_k,
+        max_tokens=wcfg.proposal_max_tokens,
+        seed=wcfg.seed,
+    )
 
     t0 = time.time()
     family = cfg.data.train
@@ -202,12 +245,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
     exclude = {p.problem for split in ("train", "eval") for p in ctx.problems(split)}
     base = ctx.generator(cfg.model, cfg.model.path, adapter=None)
     problems = family_problems(wcfg.policy_problems, wcfg.seed + 1, family, "warmup-pol", exclude)
-    rollout_sampling = SamplingParams(temperature=cfg.sample.temperature, top_p=cfg.sample.top_p,
-                                      top_k=cfg.sample.top_k, max_tokens=cfg.sample.max_tokens, seed=wcfg.seed)
-    policy = policy_examples(base, ctx.grader, problems, cfg.data.prompt_template, wcfg.policy_samples,
-                             rollout_sampling, sep)
-    synthetic = synthetic_examples(family_problems(wcfg.synthetic_examples, wcfg.seed, family, "warmup-syn", exclude),
-                                   wcfg.seed)
+    rollout_sampling = SamplingParams(
+        temperature=cfg.sample.temperature,
+        top_p=cfg.sample.top_p,
+        top_k=cfg.sample.top_k,
+        max_tokens=cfg.sample.max_tokens,
+        seed=wcfg.seed,
+    )
+    policy = policy_examples(
+        base, ctx.grader, problems, cfg.data.prompt_template, wcfg.policy_samples, rollout_sampling, sep
+    )
+    synthetic = synthetic_examples(
+        family_problems(wcfg.synthetic_examples, wcfg.seed, family, "warmup-syn", exclude), wcfg.seed
+    )
     solutions = family_problems(wcfg.solution_examples, wcfg.seed + 2, family, "warmup-sol", exclude)
     timings["collect_s"] = time.time() - t0
 
@@ -221,18 +271,31 @@ def run(ctx: RunContext) -> dict[str, Any]:
     train_pol, held_pol = split(policy)
     train_syn, held_syn = split(synthetic)
     train, heldout = train_syn + train_pol, held_syn + held_pol
-    atomic_write_json(work / "examples.json", {"train": [_example_json(e) for e in train],
-                                               "heldout": [_example_json(e) for e in heldout]})
-    console.print(f"warmup: {len(train_syn)} synthetic + {len(train_pol)} policy training examples, "
-                  f"{len(heldout)} held out")
+    atomic_write_json(
+        work / "examples.json",
+        {"train": [_example_json(e) for e in train], "heldout": [_example_json(e) for e in heldout]},
+    )
+    console.print(
+        f"warmup: {len(train_syn)} synthetic + {len(train_pol)} policy training examples, {len(heldout)} held out"
+    )
 
     t0 = time.time()
     before = evaluate_proposer(base, heldout, template, cfg.propose.max_prompt_tokens, sep, proposal_sampling)
     timings["eval_before_s"] = time.time() - t0
-    rows = training_rows(train, base.tokenizer, template, cfg.propose.max_prompt_tokens, sep,
-                         cfg.model.chat_template_kwargs)
-    rows += [sft_row(base.tokenizer, cfg.data.prompt_template, p.problem, p.reference_solution, close_turn=True,
-                     chat_template_kwargs=cfg.model.chat_template_kwargs) for p in solutions]
+    rows = training_rows(
+        train, base.tokenizer, template, cfg.propose.max_prompt_tokens, sep, cfg.model.chat_template_kwargs
+    )
+    rows += [
+        sft_row(
+            base.tokenizer,
+            cfg.data.prompt_template,
+            p.problem,
+            p.reference_solution,
+            close_turn=True,
+            chat_template_kwargs=cfg.model.chat_template_kwargs,
+        )
+        for p in solutions
+    ]
     random.Random(wcfg.seed).shuffle(rows)
     ctx.release_generators()
 
@@ -253,11 +316,19 @@ def run(ctx: RunContext) -> dict[str, Any]:
     for label, adapter in (("pre-warmup", None), ("post-warmup", str(out_dir))):
         stage = evaluate.run(ctx, label=label, model_path=cfg.model.path, adapter=adapter)
         solve[label] = json.loads((stage.path / "eval.json").read_text())["overall"]
-    report = {"adapter": str(out_dir), "train_rows": len(rows), "heldout": len(heldout),
-              "solution_examples": len(solutions),
-              "policy_examples": len(policy), "synthetic_examples": len(synthetic), "training": result,
-              "proposer_before": before, "proposer_after": after, "solve": solve,
-              "timings": {k: round(v, 1) for k, v in timings.items()}}
+    report = {
+        "adapter": str(out_dir),
+        "train_rows": len(rows),
+        "heldout": len(heldout),
+        "solution_examples": len(solutions),
+        "policy_examples": len(policy),
+        "synthetic_examples": len(synthetic),
+        "training": result,
+        "proposer_before": before,
+        "proposer_after": after,
+        "solve": solve,
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+    }
     atomic_write_json(work / "report.json", report)
     atomic_write_json(out_dir / "warmup_report.json", {k: v for k, v in report.items() if k != "adapter"})
     atomic_write_text(out_dir / "README.md", model_card(report, cfg))
@@ -272,16 +343,22 @@ def model_card(report: dict[str, Any], cfg: Config) -> str:
     solve = report["solve"]
 
     def skill(block: dict[str, Any]) -> str:
-        origins = ", ".join(f"{origin} {b['parse_rate']:.2f} / {b['location_accuracy']:.2f} (n={b['n']})"
-                            for origin, b in sorted(block["by_origin"].items()))
+        origins = ", ".join(
+            f"{origin} {b['parse_rate']:.2f} / {b['location_accuracy']:.2f} (n={b['n']})"
+            for origin, b in sorted(block["by_origin"].items())
+        )
         return f"{block['parse_rate']:.2f} / {block['location_accuracy']:.2f} (n={block['n']}; {origins})"
 
     def solving(block: dict[str, Any]) -> str:
         ks = sorted(int(k.split("@")[1]) for k in block if k.startswith("pass@"))
         return ", ".join(f"pass@{k} {block[f'pass@{k}']:.3f}" for k in ks) + f" ({block['samples']} samples)"
 
-    lora_text = (f"LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {', '.join(lora.target_modules)}"
-                 if lora else "full fine-tune")
+    losses = f"{report['training']['first_loss']:.3f} -> {report['training']['last_loss']:.3f}"
+    lora_text = (
+        f"LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {', '.join(lora.target_modules)}"
+        if lora
+        else "full fine-tune"
+    )
     return f"""---
 library_name: peft
 base_model: HuggingFaceTB/SmolLM2-135M-Instruct
@@ -300,16 +377,17 @@ self-proposer (`configs/demo.yaml`: `model.adapter`). Base weights: the Q4_1 GGU
 ## How it was trained
 
 `intrain warmup demo` (`intrain/warmup.py`), on CPU:
-- problems of the offline arithmetic family ({family.steps[0]}-{family.steps[1]} operations, operands <= {family.max_operand},
-  values <= {family.max_result}), never the run's train or eval problems;
-- {report['synthetic_examples']} synthetic faulty attempts with one known slip and {report['policy_examples']} of the base
-  policy's own failed rollouts ({w.policy_problems} problems x {w.policy_samples} samples) whose first error the
-  family's ground truth (`intrain.truth`) locates; {w.heldout_fraction:.0%} of the problems held out;
+- problems of the offline arithmetic family ({family.steps[0]}-{family.steps[1]} operations,
+  operands <= {family.max_operand}, values <= {family.max_result}), never the run's train or eval problems;
+- {report["synthetic_examples"]} synthetic faulty attempts with one known slip and
+  {report["policy_examples"]} of the base policy's own failed rollouts ({w.policy_problems} problems x
+  {w.policy_samples} samples) whose first error the family's ground truth (`intrain.truth`) locates;
+  {w.heldout_fraction:.0%} of the problems held out;
 - targets: the true location and the corrected step plus a sketch of the remaining operations;
 - {w.solution_examples} problem -> reference-solution rows for the family's `\\boxed{{}}` answer format;
-- {report['train_rows']} rows, {lora_text}, learning rate {t.learning_rate}, {t.epochs} epochs, effective batch
-  {t.effective_batch_size}, {report['training']['steps']} optimizer steps
-  (loss {report['training']['first_loss']:.3f} -> {report['training']['last_loss']:.3f}), {report['timings'].get('train_s', 0):.0f} s of training.
+- {report["train_rows"]} rows, {lora_text}, learning rate {t.learning_rate}, {t.epochs} epochs,
+  effective batch {t.effective_batch_size}, {report["training"]["steps"]} optimizer steps
+  (loss {losses}), {report["timings"].get("train_s", 0):.0f} s of training.
 
 ## What it scores
 
@@ -321,8 +399,8 @@ Proposer skill on the held-out attempts, parse rate / exact first-error location
 | before | {skill(before)} |
 | after | {skill(after)} |
 
-Solving the demo's held-out problems (`eval` section of the config): before {solving(solve['pre-warmup'])};
-after {solving(solve['post-warmup'])}.
+Solving the demo's held-out problems (`eval` section of the config): before {solving(solve["pre-warmup"])};
+after {solving(solve["post-warmup"])}.
 
 ## Rebuild
 

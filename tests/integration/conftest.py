@@ -30,10 +30,16 @@ class ScriptedProposerAndContinuer:
                 good = sorted(ANSWERS).index(problem) % 2 == 0
                 text = f"so the result is \\boxed{{{ANSWERS[problem] if good else '-1'}}}"
             else:
-                text = ('Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
-                        'First compute the first operation.", "location": 1}\n</intervention>')
-            out.append([Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)
-                        for _ in range(r.n)])
+                text = (
+                    'Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
+                    'First compute the first operation.", "location": 1}\n</intervention>'
+                )
+            out.append(
+                [
+                    Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)
+                    for _ in range(r.n)
+                ]
+            )
             self.calls += 1
         return out
 
@@ -44,4 +50,3 @@ def scripted(monkeypatch):
 
     real = common.build_generator
     monkeypatch.setattr(common, "build_generator", lambda *a, **k: ScriptedProposerAndContinuer(real(*a, **k)))
-

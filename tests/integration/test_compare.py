@@ -4,23 +4,35 @@ import json
 import statistics
 
 import pytest
+from tiny_configs import write_config
 
+from intrain.cli import main
 from intrain.records import Rollout
 from intrain.store import read_stage_records
-from tiny_configs import write_config
-from intrain.cli import main
 
 
 def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
     path = write_config(
-        tmp_path, tiny_model_dir,
+        tmp_path,
+        tiny_model_dir,
         sample={"n": 2, "max_tokens": 8, "shard_size": 4},
         propose={"n": 1, "template": "compact", "max_prompt_tokens": 4096, "max_tokens": 8},
         filter={"n": 2, "wave_size": 2},
-        sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
-             "max_length": 1024},
-        rl={"steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6, "learning_rate": 1e-4,
-            "hint_steps": 1},
+        sft={
+            "learning_rate": 1e-3,
+            "epochs": 1,
+            "effective_batch_size": 2,
+            "per_device_batch_size": 2,
+            "max_length": 1024,
+        },
+        rl={
+            "steps": 1,
+            "group_size": 2,
+            "prompts_per_step": 2,
+            "max_completion_tokens": 6,
+            "learning_rate": 1e-4,
+            "hint_steps": 1,
+        },
         eval={"n": 2, "ks": [1, 2], "max_tokens": 6},
         compare={"seeds": [0, 1], "baseline_seeds": [1], "hint_share": 1.0},
     )
@@ -42,8 +54,9 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
             for r in rollouts:
                 by_problem.setdefault(r.problem_id, []).append(r.correct)
             per_seed.append(statistics.fmean(sum(v) / len(v) for v in by_problem.values()))
-            assert json.loads((run / f"eval-{arm}-s{seed}" / "eval.json").read_text())["overall"]["pass@1"] \
-                == pytest.approx(per_seed[-1])
+            assert json.loads((run / f"eval-{arm}-s{seed}" / "eval.json").read_text())["overall"][
+                "pass@1"
+            ] == pytest.approx(per_seed[-1])
         mean, spread = summary[arm]["pass@1"]
         assert mean == pytest.approx(statistics.fmean(per_seed))
         assert spread == pytest.approx(statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)

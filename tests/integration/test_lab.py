@@ -4,8 +4,10 @@ import json
 import random
 
 import pytest
+from tiny_configs import write_config
 
 from intrain.cli import main
+from intrain.config import load_config
 from intrain.data import DataError
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.engines.base import Completion
@@ -13,23 +15,34 @@ from intrain.fingerprints import SAMPLE, fingerprint
 from intrain.records import ContinuationTrial, Proposal, Rollout
 from intrain.stages import propose
 from intrain.stages.common import RunContext
-from intrain.config import load_config
 from intrain.steps import split_substeps
 from intrain.store import Stage, read_stage_records
 from intrain.truth.oracle import make_faulty_attempt
-from tiny_configs import write_config
 
 
 def crafted_sample_stage(run_dir, config_path, count=6, source="arithmetic"):
     """A finished sample stage of failed attempts, each with one known slip, as if `config_path` made it."""
     rng = random.Random(0)
     rollouts, errors = [], {}
-    for i, problem in enumerate(generate_arithmetic(count, seed=5)):
+    for _i, problem in enumerate(generate_arithmetic(count, seed=5)):
         attempt, location, _ = make_faulty_attempt(problem, rng)
-        rollouts.append(Rollout(problem_id=problem.id, source=source, problem=problem.problem, answer=problem.answer,
-                                reference_solution=problem.reference_solution, sample_index=0, completion=attempt,
-                                completion_tokens=20, prompt_tokens=10, finish_reason="stop", correct=False,
-                                reason="wrong", extracted=None))
+        rollouts.append(
+            Rollout(
+                problem_id=problem.id,
+                source=source,
+                problem=problem.problem,
+                answer=problem.answer,
+                reference_solution=problem.reference_solution,
+                sample_index=0,
+                completion=attempt,
+                completion_tokens=20,
+                prompt_tokens=10,
+                finish_reason="stop",
+                correct=False,
+                reason="wrong",
+                extracted=None,
+            )
+        )
         errors[problem.problem] = split_substeps(attempt)[location - 1].text
     stage = Stage(run_dir, "sample", fingerprint(SAMPLE, load_config(config_path), run_dir))
     stage.write_records(0, rollouts, Rollout)
@@ -50,14 +63,23 @@ class Continuer:
             prefix = r.messages[-1]["content"]
             good = bool(prefix) and self.errors[problem] not in prefix
             text = f"\\boxed{{{self.answers[problem] if good else -1}}}"
-            out.append([Completion(text=text, token_ids=[1], finish_reason="stop", logprobs=None, prompt_tokens=1)
-                        for _ in range(r.n)])
+            out.append(
+                [
+                    Completion(text=text, token_ids=[1], finish_reason="stop", logprobs=None, prompt_tokens=1)
+                    for _ in range(r.n)
+                ]
+            )
         return out
 
 
 def test_table1_conditions_match_what_the_continuer_does(tmp_path, tiny_model_dir, monkeypatch):
-    path = write_config(tmp_path, tiny_model_dir, propose={"n": 2, "proposer": {"kind": "oracle"}},
-                        lab={"attempts": 5, "n": 4}, filter={"max_tokens": 8})
+    path = write_config(
+        tmp_path,
+        tiny_model_dir,
+        propose={"n": 2, "proposer": {"kind": "oracle"}},
+        lab={"attempts": 5, "n": 4},
+        filter={"max_tokens": 8},
+    )
     rollouts, errors = crafted_sample_stage(tmp_path / "run", path)
     answers = {r.problem: r.answer for r in rollouts}
     from intrain.stages import common
@@ -92,5 +114,5 @@ def test_oracle_proposer_writes_the_true_first_error_and_refuses_other_families(
     assert proposals and all(p.status == "ok" for p in proposals)
     other = tmp_path / "other"
     crafted_sample_stage(other, path, source="gsm8k")
-    with pytest.raises(DataError, match="only the arithmetic family has ground truth.*gsm8k"):
+    with pytest.raises(DataError, match=r"only the arithmetic family has ground truth.*gsm8k"):
         propose.run(RunContext(config=load_config(path), run_dir=other))

@@ -8,19 +8,27 @@ parsing, filtering, SFT (real TRL training of the tiny model) and the report all
 import json
 
 import pyarrow.parquet as pq
-
 from tiny_configs import write_config
+
 from intrain.cli import main
 from intrain.steps import split_substeps
 
+
 def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
     path = write_config(
-        tmp_path, tiny_model_dir,
+        tmp_path,
+        tiny_model_dir,
         sample={"n": 2, "max_tokens": 10, "shard_size": 2},
         propose={"n": 2, "template": "compact", "max_prompt_tokens": 4096, "shard_size": 3},
         filter={"n": 4, "wave_size": 2, "diagnose": False, "shard_size": 4},
-        sft={"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 2, "per_device_batch_size": 2,
-             "max_length": 1024, "save_steps": 100},
+        sft={
+            "learning_rate": 1e-3,
+            "epochs": 1,
+            "effective_batch_size": 2,
+            "per_device_batch_size": 2,
+            "max_length": 1024,
+            "save_steps": 100,
+        },
         rl={"enabled": True, "steps": 1, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 6},
         eval={"n": 2, "ks": [1, 2], "max_tokens": 8, "shard_size": 2},
     )
@@ -66,7 +74,8 @@ def test_run_end_to_end(tmp_path, tiny_model_dir, scripted, capsys):
 
 def test_filter_diagnose_compares_intervention_with_original_step(tmp_path, tiny_model_dir, scripted):
     path = write_config(
-        tmp_path, tiny_model_dir,
+        tmp_path,
+        tiny_model_dir,
         sample={"n": 2, "max_tokens": 8},
         propose={"n": 1, "template": "compact", "max_prompt_tokens": 4096},
         filter={"n": 4, "wave_size": 2, "diagnose": True},
@@ -82,7 +91,11 @@ def test_filter_diagnose_compares_intervention_with_original_step(tmp_path, tiny
         flagged = split_substeps(r["attempt"])[r["location"] - 1]
         assert r["original_step_prefix"] == r["attempt"][: flagged.end]
     counts = json.loads((run / "filter" / "manifest.json").read_text())["counts"]
-    assert {"intervention_coverage", "intervention_accuracy", "original_step_coverage",
-            "original_step_accuracy"} <= set(counts)
+    assert {
+        "intervention_coverage",
+        "intervention_accuracy",
+        "original_step_coverage",
+        "original_step_accuracy",
+    } <= set(counts)
     # The scripted continuer answers by problem, whatever the prefix: both sides must agree.
     assert counts["intervention_accuracy"] == counts["original_step_accuracy"] > 0

@@ -24,21 +24,42 @@ from intrain.store import Stage, StageConfigChanged
 from intrain.training import grpo
 from intrain.training.checkpoints import last_complete_checkpoint
 
-LOG_KEYS = {"step", "reward", "zero_adv_ratio", "completion_length", "clipped_ratio", "entropy", "step_time",
-            "learning_rate", "loss", "groups"}
+LOG_KEYS = {
+    "step",
+    "reward",
+    "zero_adv_ratio",
+    "completion_length",
+    "clipped_ratio",
+    "entropy",
+    "step_time",
+    "learning_rate",
+    "loss",
+    "groups",
+}
 
 
 def make_config(model_dir: str, size: int = 4, **rl_overrides) -> Config:
-    rl_cfg = {"steps": 4, "group_size": 2, "prompts_per_step": 2, "max_completion_tokens": 8, "save_steps": 1,
-              "learning_rate": 1e-3, "lr_scheduler": "constant"}
+    rl_cfg = {
+        "steps": 4,
+        "group_size": 2,
+        "prompts_per_step": 2,
+        "max_completion_tokens": 8,
+        "save_steps": 1,
+        "learning_rate": 1e-3,
+        "lr_scheduler": "constant",
+    }
     rl_cfg.update(rl_overrides)
-    return Config.model_validate({
-        "model": {"path": model_dir, "device": "cpu"},
-        "data": {"train": {"kind": "arithmetic", "size": size, "seed": 11},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
-        "rl": rl_cfg,
-        "grading": {"workers": 1},
-    })
+    return Config.model_validate(
+        {
+            "model": {"path": model_dir, "device": "cpu"},
+            "data": {
+                "train": {"kind": "arithmetic", "size": size, "seed": 11},
+                "prompt_template": "{problem}\nPut your final answer within \\boxed{}.",
+            },
+            "rl": rl_cfg,
+            "grading": {"workers": 1},
+        }
+    )
 
 
 class ParityGrader(Grader):
@@ -50,8 +71,10 @@ class ParityGrader(Grader):
 
     def grade(self, completions, golds):
         self.batches.append(list(completions))
-        return [Verdict(correct=len(c) % 2 == 0, reason="correct" if len(c) % 2 == 0 else "wrong", extracted=None)
-                for c in completions]
+        return [
+            Verdict(correct=len(c) % 2 == 0, reason="correct" if len(c) % 2 == 0 else "wrong", extracted=None)
+            for c in completions
+        ]
 
 
 class Interrupted(Exception):
@@ -97,7 +120,7 @@ def test_uninterrupted_run_outputs(uninterrupted):
     records = rl.read_log(stage.path / rl.LOG_NAME)
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     for r in records:
-        assert LOG_KEYS <= set(r), LOG_KEYS - set(r)
+        assert set(r) >= LOG_KEYS, LOG_KEYS - set(r)
         assert r["completion_length"] <= 8 and 0 <= r["clipped_ratio"] <= 1
         # TRL's frac_reward_zero_std is the share of prompt groups whose rewards are all equal.
         flat = [g[1] for g in r["groups"]]
@@ -186,8 +209,16 @@ def test_real_grader_label_and_rerun(tiny_model_dir, tmp_path):
 
 
 def test_grpo_args_is_the_paper_recipe(tmp_path):
-    cfg = make_config("unused", steps=7, group_size=8, prompts_per_step=4, per_device_batch_size=8,
-                      max_completion_tokens=64, learning_rate=1e-6, save_steps=5)
+    cfg = make_config(
+        "unused",
+        steps=7,
+        group_size=8,
+        prompts_per_step=4,
+        per_device_batch_size=8,
+        max_completion_tokens=64,
+        learning_rate=1e-6,
+        save_steps=5,
+    )
     args = grpo.grpo_args(cfg.rl, cfg.model, tmp_path, "cpu")
     assert args.beta == 0.0 and args.scale_rewards == "none" and args.loss_type == "dapo"
     assert args.num_generations == 8 and args.num_iterations == 1
@@ -203,8 +234,9 @@ def test_grpo_args_is_the_paper_recipe(tmp_path):
     assert grpo.batch_layout(default.rl) == (4, 3)
 
 
-@pytest.mark.parametrize("cuda,vllm_importable,expected", [(False, True, False), (True, False, False),
-                                                           (True, True, True)])
+@pytest.mark.parametrize(
+    "cuda,vllm_importable,expected", [(False, True, False), (True, False, False), (True, True, True)]
+)
 def test_auto_uses_vllm_only_with_cuda_and_an_importable_vllm(monkeypatch, cuda, vllm_importable, expected):
     import sys
     import types
@@ -303,10 +335,20 @@ def _filter_result(problem_id: str, index: int, kept: bool, reference: str = "")
 
     neutral = {str: "", int: 0, bool: False}
     hints = typing.get_type_hints(FilterResult)
-    values = {f.name: None if type(None) in typing.get_args(hints[f.name]) else neutral.get(hints[f.name])
-              for f in dataclasses.fields(FilterResult)}
-    values.update(problem_id=problem_id, attempt_id=f"{problem_id}#{index}", source="src", problem=f"Q {problem_id}",
-                  answer=f"{len(problem_id)}", reference_solution=reference, status="ok", kept=kept)
+    values = {
+        f.name: None if type(None) in typing.get_args(hints[f.name]) else neutral.get(hints[f.name])
+        for f in dataclasses.fields(FilterResult)
+    }
+    values.update(
+        problem_id=problem_id,
+        attempt_id=f"{problem_id}#{index}",
+        source="src",
+        problem=f"Q {problem_id}",
+        answer=f"{len(problem_id)}",
+        reference_solution=reference,
+        status="ok",
+        kept=kept,
+    )
     return FilterResult(**values)
 
 
@@ -331,10 +373,16 @@ def fake_train(monkeypatch):
 def test_rl_data_source_replaces_the_training_problems(tiny_model_dir, tmp_path, fake_train):
     # The released InT-RL set's columns (the authors' README loader reads source, problem, answer).
     path = tmp_path / "int_rl.jsonl"
-    path.write_text("".join(json.dumps({"source": "omni-math", "problem": f"Problem {i}?", "answer": str(i)}) + "\n"
-                            for i in range(3)))
-    source = {"kind": "file", "path": str(path), "columns": {"problem": "problem", "answer": "answer",
-                                                             "source": "source"}}
+    path.write_text(
+        "".join(
+            json.dumps({"source": "omni-math", "problem": f"Problem {i}?", "answer": str(i)}) + "\n" for i in range(3)
+        )
+    )
+    source = {
+        "kind": "file",
+        "path": str(path),
+        "columns": {"problem": "problem", "answer": "answer", "source": "source"},
+    }
     ctx = RunContext(make_config(tiny_model_dir, data=source), tmp_path / "run")
     stage = rl.run(ctx)
     assert [r["prompt"][0]["content"].split("\n")[0] for r in fake_train["rows"]] == [f"Problem {i}?" for i in range(3)]
@@ -355,8 +403,14 @@ def test_rl_data_covered_trains_on_the_filter_stages_kept_problems(tiny_model_di
     assert not (run_dir / "rl").exists()  # nothing opened before the filter stage exists
 
     ref = "Step one.\n\nStep two.\n\nThe final answer is 2."
-    records = [_filter_result("p2", 0, False), _filter_result("p1", 0, True, ref), _filter_result("p1", 1, True, ref),
-               _filter_result("p3", 0, False), _filter_result("p3", 1, True), _filter_result("p4", 0, False)]
+    records = [
+        _filter_result("p2", 0, False),
+        _filter_result("p1", 0, True, ref),
+        _filter_result("p1", 1, True, ref),
+        _filter_result("p3", 0, False),
+        _filter_result("p3", 1, True),
+        _filter_result("p4", 0, False),
+    ]
     _write_filter_stage(run_dir, records, "first")
     stage = rl.run(RunContext(cfg, run_dir))
     rows = fake_train["rows"]

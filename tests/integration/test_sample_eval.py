@@ -8,16 +8,20 @@ import sys
 import time
 from pathlib import Path
 
-
 from tiny_configs import write_config
+
 from intrain.cli import main
 
 
 def sample_config(tmp_path: Path, model_dir: str, **sections) -> Path:
-    base = {"data": {"train": {"kind": "arithmetic", "size": 6, "seed": 1},
-                     "eval": {"kind": "arithmetic", "size": 4, "seed": 2}},
-            "sample": {"n": 2, "max_tokens": 12, "shard_size": 2},
-            "eval": {"n": 3, "ks": [1, 2], "max_tokens": 12, "shard_size": 2}}
+    base = {
+        "data": {
+            "train": {"kind": "arithmetic", "size": 6, "seed": 1},
+            "eval": {"kind": "arithmetic", "size": 4, "seed": 2},
+        },
+        "sample": {"n": 2, "max_tokens": 12, "shard_size": 2},
+        "eval": {"n": 3, "ks": [1, 2], "max_tokens": 12, "shard_size": 2},
+    }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
     return Path(write_config(tmp_path, model_dir, **base))
@@ -34,8 +38,16 @@ def test_sample_then_eval(tmp_path, tiny_model_dir, capsys):
     from datasets import load_dataset
 
     rows = load_dataset("parquet", data_files=str(run / "sample" / "shard-*.parquet"), split="train")
-    assert set(rows.column_names) >= {"problem_id", "completion", "correct", "reason", "finish_reason",
-                                      "completion_tokens", "reference_solution", "answer"}
+    assert set(rows.column_names) >= {
+        "problem_id",
+        "completion",
+        "correct",
+        "reason",
+        "finish_reason",
+        "completion_tokens",
+        "reference_solution",
+        "answer",
+    }
     assert all(r in {"correct", "wrong", "no_answer", "timeout", "parse_error"} for r in rows["reason"])
     assert all(t <= 12 for t in rows["completion_tokens"])
 
@@ -76,13 +88,22 @@ def _rows(run_dir: Path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_model_dir):
-    config = sample_config(tmp_path, tiny_model_dir, sample={"n": 2, "max_tokens": 24, "shard_size": 1},
-                          data={"train": {"kind": "arithmetic", "size": 8, "seed": 3}})
+    config = sample_config(
+        tmp_path,
+        tiny_model_dir,
+        sample={"n": 2, "max_tokens": 24, "shard_size": 1},
+        data={"train": {"kind": "arithmetic", "size": 8, "seed": 3}},
+    )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "intrain.cli", "sample", str(config)]
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--run-dir", str(killed_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, "--run-dir", str(killed_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not (killed_dir / "sample" / "shard-00001.parquet").exists():
         assert proc.poll() is None, "sample finished before it could be interrupted"

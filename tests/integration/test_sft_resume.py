@@ -78,14 +78,17 @@ def rows(tiny_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    examples = [(f"What is {a} + {b}?", f"Step 1: {a} + {b} = {a + b}, so the answer is \\boxed{{{a + b}}}.")
-                for a, b in [(3, 4), (12, 7), (25, 30), (8, 9), (41, 2), (16, 16), (7, 70), (99, 1)]]
+    examples = [
+        (f"What is {a} + {b}?", f"Step 1: {a} + {b} = {a + b}, so the answer is \\boxed{{{a + b}}}.")
+        for a, b in [(3, 4), (12, 7), (25, 30), (8, 9), (41, 2), (16, 16), (7, 70), (99, 1)]
+    ]
     return [sft_row(tokenizer, "{problem}", problem, target) for problem, target in examples]
 
 
 MODEL = ModelConfig(path="unused", device="cpu")
-SFT = SFTConfig(effective_batch_size=2, per_device_batch_size=2, epochs=2, save_steps=1, learning_rate=1e-3,
-                max_length=512)
+SFT = SFTConfig(
+    effective_batch_size=2, per_device_batch_size=2, epochs=2, save_steps=1, learning_rate=1e-3, max_length=512
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +142,14 @@ def test_interrupted_run_resumes(rows, tiny_model_dir, tmp_path, monkeypatch, un
 
     # Same data order, optimizer, schedule and RNG: the same weights as the uninterrupted run (bitwise
     # equal on CPU in practice; the tolerance only leaves room for kernel/threading differences).
-    reference_dir, reference = uninterrupted
+    reference_dir, _reference = uninterrupted
     theirs = load_weights(reference_dir / "model")
     for name in ours:
         assert (ours[name] - theirs[name]).abs().max().item() < 1e-5, name
     ref_log = [json.loads(line) for line in (reference_dir / "train_log.jsonl").read_text().splitlines()]
-    assert [e["loss"] for e in log if "loss" in e] == pytest.approx([e["loss"] for e in ref_log if "loss" in e],
-                                                                    abs=1e-5)
+    assert [e["loss"] for e in log if "loss" in e] == pytest.approx(
+        [e["loss"] for e in ref_log if "loss" in e], abs=1e-5
+    )
 
 
 LORA_SFT = SFT.model_copy(update={"epochs": 1, "save_steps": 100, "lora": LoraConfig(r=4, alpha=8)})

@@ -1,12 +1,12 @@
 """A finished stage is reused only when every input it declares is unchanged (one test per bug found)."""
 
 import pytest
+from tiny_configs import write_config
 
 from intrain.cli import main
 from intrain.config import load_config
 from intrain.stages.common import RunContext
 from intrain.store import StageConfigChanged
-from tiny_configs import write_config
 
 TINY_RUN = dict(
     sample={"n": 2, "max_tokens": 8, "shard_size": 4},

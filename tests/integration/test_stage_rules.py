@@ -3,6 +3,8 @@ of the propose stage's own rows (leak, not_first)."""
 
 import json
 
+from tiny_configs import write_config
+
 from intrain.config import FilterConfig, load_config
 from intrain.engines.base import Completion
 from intrain.grading import Grader
@@ -12,7 +14,6 @@ from intrain.stages import propose
 from intrain.stages.common import RunContext
 from intrain.stages.filter import filter_shard
 from intrain.store import Stage
-from tiny_configs import write_config
 
 
 class Scripted:
@@ -28,16 +29,43 @@ class Scripted:
             key = r.messages[0]["content"]
             start = self.samples.get(key, 0)
             self.samples[key] = start + r.n
-            out.append([Completion(text=self.reply(r, start + i), token_ids=[1], finish_reason="stop",
-                                   logprobs=None, prompt_tokens=1) for i in range(r.n)])
+            out.append(
+                [
+                    Completion(
+                        text=self.reply(r, start + i),
+                        token_ids=[1],
+                        finish_reason="stop",
+                        logprobs=None,
+                        prompt_tokens=1,
+                    )
+                    for i in range(r.n)
+                ]
+            )
         return out
 
 
 def proposal(problem: str, answer: str = "5") -> Proposal:
-    return Proposal(problem_id=problem, attempt_id=f"{problem}#0", proposal_index=0, source="s", problem=problem,
-                    answer=answer, reference_solution="r", attempt="a", num_substeps=1, shown_substeps=1,
-                    truncated=False, solve_output=None, proposer_output="", proposer_finish_reason="stop",
-                    status="ok", content="c", location=1, guided_prefix="prefix", original_step_prefix="orig")
+    return Proposal(
+        problem_id=problem,
+        attempt_id=f"{problem}#0",
+        proposal_index=0,
+        source="s",
+        problem=problem,
+        answer=answer,
+        reference_solution="r",
+        attempt="a",
+        num_substeps=1,
+        shown_substeps=1,
+        truncated=False,
+        solve_output=None,
+        proposer_output="",
+        proposer_finish_reason="stop",
+        status="ok",
+        content="c",
+        location=1,
+        guided_prefix="prefix",
+        original_step_prefix="orig",
+    )
 
 
 def test_filter_stops_once_min_correct_is_reached_or_out_of_reach():
@@ -52,8 +80,9 @@ def test_filter_stops_once_min_correct_is_reached_or_out_of_reach():
     generator = Scripted(reply)
     fcfg = FilterConfig(n=6, wave_size=2, min_correct=3, max_tokens=8)
     with Grader(workers=1, timeout_s=10) as grader:
-        results = filter_shard([proposal("good"), proposal("bad"), proposal("late")], generator, grader, fcfg,
-                               "{problem}", shard=0)
+        results = filter_shard(
+            [proposal("good"), proposal("bad"), proposal("late")], generator, grader, fcfg, "{problem}", shard=0
+        )
     by_problem = {r.problem_id: r for r in results}
     # 3 correct needs two waves; the decision is fixed then.
     assert (by_problem["good"].continuations, by_problem["good"].continuations_correct) == (4, 4)
@@ -67,13 +96,25 @@ def test_filter_stops_once_min_correct_is_reached_or_out_of_reach():
 
 
 def test_propose_rows_carry_leak_and_not_first_statuses_and_the_funnel_counts_them(tmp_path, tiny_model_dir):
-    config = load_config(write_config(tmp_path, tiny_model_dir, propose={"n": 3, "template": "compact",
-                                                                         "max_prompt_tokens": 4096}))
+    config = load_config(
+        write_config(tmp_path, tiny_model_dir, propose={"n": 3, "template": "compact", "max_prompt_tokens": 4096})
+    )
     ctx = RunContext(config=config, run_dir=tmp_path / "run")
-    attempt = Rollout(problem_id="p1", source="s", problem="What is 2 + 3?", answer="5",
-                      reference_solution="2 + 3 = 5.\n\nSo \\boxed{5}.", sample_index=0,
-                      completion="First, 2 + 3 = 6.\n\nSo \\boxed{6}.", completion_tokens=9, prompt_tokens=5,
-                      finish_reason="stop", correct=False, reason="wrong", extracted="6")
+    attempt = Rollout(
+        problem_id="p1",
+        source="s",
+        problem="What is 2 + 3?",
+        answer="5",
+        reference_solution="2 + 3 = 5.\n\nSo \\boxed{5}.",
+        sample_index=0,
+        completion="First, 2 + 3 = 6.\n\nSo \\boxed{6}.",
+        completion_tokens=9,
+        prompt_tokens=5,
+        finish_reason="stop",
+        correct=False,
+        reason="wrong",
+        extracted="6",
+    )
     sample_stage = Stage(ctx.run_dir, "sample", "h")
     sample_stage.write_records(0, [attempt], Rollout)
     sample_stage.finish({"problems": 1, "rollouts": 1, "correct": 0, "failed": 1, "truncated": 0})
@@ -83,7 +124,8 @@ def test_propose_rows_carry_leak_and_not_first_statuses_and_the_funnel_counts_th
         '<intervention>{"content": "Add the two numbers again.", "location": 1}</intervention>',
     ]
     ctx._generators[(config.model.path, config.model.adapter, config.model.engine)] = Scripted(
-        lambda request, index: replies[index])
+        lambda request, index: replies[index]
+    )
     stage = propose.run(ctx)
     rows = stage.records(Proposal)
     assert [r.status for r in rows] == ["leak", "ok", "not_first"]

@@ -2,13 +2,13 @@
 
 import json
 
-
 from tiny_configs import write_config
+
 from intrain.cli import main
-from intrain.warmup import corrected_step, synthetic_examples, target_text, with_plan
 from intrain.data.arithmetic import generate_arithmetic
-from intrain.truth.arithmetic import first_wrong_substep
 from intrain.interventions import leaks_answer, parse_intervention
+from intrain.truth.arithmetic import first_wrong_substep
+from intrain.warmup import corrected_step, synthetic_examples, target_text, with_plan
 
 
 def test_synthetic_targets_parse_back_to_the_true_location():
@@ -35,8 +35,13 @@ def test_policy_examples_keep_wrong_operand_slips_with_the_reference_step():
 
     class Replay:
         def generate(self, requests, sampling, on_progress=None):
-            return [[Completion(text=a, token_ids=[1], finish_reason="stop", logprobs=None, prompt_tokens=1)
-                     for a in attempts] for _ in requests]
+            return [
+                [
+                    Completion(text=a, token_ids=[1], finish_reason="stop", logprobs=None, prompt_tokens=1)
+                    for a in attempts
+                ]
+                for _ in requests
+            ]
 
     with Grader(workers=1, timeout_s=10) as grader:
         examples = policy_examples(Replay(), grader, [problem], "{problem}", 3, SamplingParams(), "\n\n")
@@ -46,8 +51,10 @@ def test_policy_examples_keep_wrong_operand_slips_with_the_reference_step():
 
 
 def test_corrected_step_redoes_the_false_equation_without_leaking():
-    assert corrected_step("Then 12 + 7 = 18 apples.", answer="25") == \
-        "Wait, let me recompute 12 + 7 carefully: 12 + 7 = 19."
+    assert (
+        corrected_step("Then 12 + 7 = 18 apples.", answer="25")
+        == "Wait, let me recompute 12 + 7 carefully: 12 + 7 = 19."
+    )
     step = corrected_step("So 19 - 5 = 13.", answer="14")
     assert step is not None and "14" not in step and "19 - 5" in step
     assert corrected_step("All good: 2 + 2 = 4.", answer="4") is None
@@ -66,16 +73,33 @@ def test_plan_sketches_the_remaining_operations_without_the_answer():
 
 def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     path = write_config(
-        tmp_path, tiny_model_dir,
-        data={"train": {"kind": "arithmetic", "size": 2, "seed": 1}, "eval": {"kind": "arithmetic", "size": 2, "seed": 2},
-              "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        tmp_path,
+        tiny_model_dir,
+        data={
+            "train": {"kind": "arithmetic", "size": 2, "seed": 1},
+            "eval": {"kind": "arithmetic", "size": 2, "seed": 2},
+            "prompt_template": "{problem}\nPut your final answer within \\boxed{}.",
+        },
         sample={"n": 1, "max_tokens": 8},
         propose={"template": "compact", "max_prompt_tokens": 1024},
         eval={"n": 2, "ks": [1], "max_tokens": 8},
-        warmup={"synthetic_examples": 10, "solution_examples": 3, "policy_problems": 2, "policy_samples": 1,
-                "heldout_fraction": 0.3, "proposal_max_tokens": 8, "output": "adapter",
-                "train": {"learning_rate": 1e-3, "epochs": 1, "effective_batch_size": 4, "per_device_batch_size": 2,
-                          "max_length": 2048, "lora": {"r": 4, "alpha": 8}}},
+        warmup={
+            "synthetic_examples": 10,
+            "solution_examples": 3,
+            "policy_problems": 2,
+            "policy_samples": 1,
+            "heldout_fraction": 0.3,
+            "proposal_max_tokens": 8,
+            "output": "adapter",
+            "train": {
+                "learning_rate": 1e-3,
+                "epochs": 1,
+                "effective_batch_size": 4,
+                "per_device_batch_size": 2,
+                "max_length": 2048,
+                "lora": {"r": 4, "alpha": 8},
+            },
+        },
     )
     assert main(["warmup", str(path)]) == 0
     report = json.loads((tmp_path / "run" / "warmup" / "report.json").read_text())
@@ -87,6 +111,7 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     examples = json.loads((tmp_path / "run" / "warmup" / "examples.json").read_text())
     seen = {e["problem"]["problem"] for split in examples.values() for e in split}
     from intrain.data.arithmetic import generate_arithmetic as gen
+
     assert not seen & {p.problem for p in gen(2, 1) + gen(2, 2)}  # never a train or eval problem
     assert set(report["solve"]) == {"pre-warmup", "post-warmup"}
     for key in ("proposer_before", "proposer_after"):

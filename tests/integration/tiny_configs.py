@@ -7,9 +7,11 @@ def write_config(tmp_path, model_dir: str, **sections) -> str:
 
     cfg = {
         "model": {"path": model_dir, "device": "cpu", "batch_size": 8},
-        "data": {"train": {"kind": "arithmetic", "size": 4, "seed": 11},
-                 "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
-                 "prompt_template": "{problem}\nPut your final answer within \\boxed{}."},
+        "data": {
+            "train": {"kind": "arithmetic", "size": 4, "seed": 11},
+            "eval": {"kind": "arithmetic", "size": 2, "seed": 12},
+            "prompt_template": "{problem}\nPut your final answer within \\boxed{}.",
+        },
         "grading": {"workers": 1},
         "output": {"run_dir": str(tmp_path / "run")},
     }

@@ -28,8 +28,11 @@ def test_defaults_match_the_papers_values_documented_in_docs():
     table = paper_table()
     assert len(table) >= 25
     defaults = Config()
-    wrong = {field: (config_value(defaults, field), paper) for field, paper in table.items()
-             if config_value(defaults, field) != paper}
+    wrong = {
+        field: (config_value(defaults, field), paper)
+        for field, paper in table.items()
+        if config_value(defaults, field) != paper
+    }
     assert not wrong, f"default != paper value (field: (default, paper)): {wrong}"
 
 
@@ -46,15 +49,16 @@ def test_bad_value_names_dotted_path(tmp_path):
 
 
 def test_overrides_parse_yaml_values(tmp_path):
-    cfg = load_config(write(tmp_path, "sample: {n: 2}\n"), ["sample.n=8", "eval.ks=[1, 2]", "eval.n=4",
-                                                           "propose.proposer.kind=self"])
+    cfg = load_config(
+        write(tmp_path, "sample: {n: 2}\n"), ["sample.n=8", "eval.ks=[1, 2]", "eval.n=4", "propose.proposer.kind=self"]
+    )
     assert cfg.sample.n == 8 and cfg.eval.ks == [1, 2]
 
 
 def test_override_of_unknown_field_fails(tmp_path):
     with pytest.raises(ConfigError, match=r"nope: Extra inputs"):
         load_config(None, ["nope.x=1"])
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         load_config(None, ["sample.n"])
 
 

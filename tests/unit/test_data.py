@@ -55,7 +55,9 @@ def test_all_formats_agree() -> None:
 
 def test_int_answers_are_not_floats(tmp_path: Path) -> None:
     f = tmp_path / "nums.jsonl"
-    f.write_text('{"problem": "p1", "answer": 42}\n{"problem": "p2", "answer": 42.0}\n{"problem": "p3", "answer": 2.5}\n')
+    f.write_text(
+        '{"problem": "p1", "answer": 42}\n{"problem": "p2", "answer": 42.0}\n{"problem": "p3", "answer": 2.5}\n'
+    )
     assert [p.answer for p in load_file(f)] == ["42", "42", "2.5"]
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -127,7 +129,7 @@ def test_missing_file_and_bad_extension(tmp_path: Path) -> None:
     assert "nope.jsonl" in _one_line(err)
     bad = tmp_path / "data.txt"
     bad.write_text("hello")
-    with pytest.raises(DataError, match="unsupported file extension '.txt'"):
+    with pytest.raises(DataError, match=r"unsupported file extension '\.txt'"):
         load_file(bad)
 
 
@@ -146,7 +148,7 @@ def test_malformed_jsonl_names_line(tmp_path: Path) -> None:
 def test_malformed_json_and_wrong_shape(tmp_path: Path) -> None:
     f = tmp_path / "broken.json"
     f.write_text('[{"problem": "a", "answer": "1"},\n {"problem": ')
-    with pytest.raises(DataError, match="broken.json: malformed JSON at line 2"):
+    with pytest.raises(DataError, match=r"broken\.json: malformed JSON at line 2"):
         load_file(f)
     f.write_text('{"problem": "a"}')
     with pytest.raises(DataError, match="expected a JSON list"):
@@ -156,7 +158,7 @@ def test_malformed_json_and_wrong_shape(tmp_path: Path) -> None:
 def test_csv_ragged_row(tmp_path: Path) -> None:
     f = tmp_path / "ragged.csv"
     f.write_text("problem,answer\na,1\nb,2,extra\n")
-    with pytest.raises(DataError, match="ragged.csv: line 3"):
+    with pytest.raises(DataError, match=r"ragged\.csv: line 3"):
         load_file(f)
 
 

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 import torch
@@ -161,7 +162,9 @@ def test_hf_shapes_order_and_n(tiny_generator):
         Request(messages=USER + [{"role": "assistant", "content": "Step 1:"}], continue_final=True, n=2),
     ]
     progress = []
-    out = tiny_generator.generate(reqs, SamplingParams(max_tokens=5, seed=3), on_progress=lambda s, t: progress.append((s, t)))
+    out = tiny_generator.generate(
+        reqs, SamplingParams(max_tokens=5, seed=3), on_progress=lambda s, t: progress.append((s, t))
+    )
     assert [len(o) for o in out] == [1, 1, 3, 2]
     for req, comps in zip(reqs, out):
         expected_prompt = len(render_ids(tiny_generator.tokenizer, req))
@@ -272,7 +275,7 @@ def test_hf_logprobs_match_processed_distribution(tiny_generator):
     req = chat("What is 6 * 7?")
     script = Script(tiny_generator.model, ban=tiny_generator.eos_token_ids)  # full 8 tokens
     try:
-        (c,), = tiny_generator.generate([req], sp)
+        ((c,),) = tiny_generator.generate([req], sp)
     finally:
         script.remove()
     assert len(c.logprobs) == len(c.token_ids) == 8
@@ -297,7 +300,7 @@ def test_hf_logprobs_match_processed_distribution(tiny_generator):
 
 
 def test_hf_greedy_logprobs_are_model_logprobs(tiny_generator):
-    (c,), = tiny_generator.generate([chat("hi")], SamplingParams(temperature=0, max_tokens=4, logprobs=True))
+    ((c,),) = tiny_generator.generate([chat("hi")], SamplingParams(temperature=0, max_tokens=4, logprobs=True))
     prompt = render_ids(tiny_generator.tokenizer, chat("hi"))
     full = torch.tensor([prompt + c.token_ids])
     with torch.no_grad():
@@ -601,7 +604,7 @@ def _install_fake_vllm(monkeypatch):
         outputs: list = field(default_factory=list)
 
     class LLM:
-        instances: list = []
+        instances: ClassVar[list] = []
 
         def __init__(self, **kwargs):
             self.kwargs = kwargs
@@ -615,7 +618,11 @@ def _install_fake_vllm(monkeypatch):
                 outs = []
                 for i in reversed(range(sp.n)):  # any order; `index` decides
                     ids = [5 + i, 6, 2]
-                    lps = [{t: Logprob(-0.1 * (k + 1)), 999: Logprob(-9.0)} for k, t in enumerate(ids)] if sp.logprobs else None
+                    lps = (
+                        [{t: Logprob(-0.1 * (k + 1)), 999: Logprob(-9.0)} for k, t in enumerate(ids)]
+                        if sp.logprobs
+                        else None
+                    )
                     outs.append(CompletionOutput(i, f"s{i}", ids, "length" if sp.max_tokens <= 3 else "stop", lps))
                 results.append(RequestOutput(list(prompt["prompt_token_ids"]), outs))
             return results
@@ -631,21 +638,29 @@ def test_vllm_engine_mapping_with_stand_in(tiny_model_dir, monkeypatch):
     fake = _install_fake_vllm(monkeypatch)
     from intrain.engines import VLLMGenerator
 
-    gen = VLLMGenerator(tiny_model_dir, max_model_len=512, chat_template_kwargs={"enable_thinking": False}, enforce_eager=True)
+    gen = VLLMGenerator(
+        tiny_model_dir, max_model_len=512, chat_template_kwargs={"enable_thinking": False}, enforce_eager=True
+    )
     llm = fake.LLM.instances[-1]
     assert llm.kwargs["model"] == tiny_model_dir and llm.kwargs["max_model_len"] == 512
     assert llm.kwargs["enable_prefix_caching"] is True and llm.kwargs["gpu_memory_utilization"] == 0.85
     assert llm.kwargs["enforce_eager"] is True and llm.kwargs["logprobs_mode"] == "processed_logprobs"
     assert isinstance(gen, Generator) and gen.tokenizer is not None
 
-    reqs = [chat("a"), Request(prompt="1 + 1 =", n=3), Request(messages=USER + [{"role": "assistant", "content": "Step"}], continue_final=True)]
+    reqs = [
+        chat("a"),
+        Request(prompt="1 + 1 =", n=3),
+        Request(messages=USER + [{"role": "assistant", "content": "Step"}], continue_final=True),
+    ]
     progress = []
     sp = SamplingParams(temperature=0.6, top_p=0.9, top_k=0, max_tokens=32, seed=7, stop=("\n\n",), logprobs=True)
     out = gen.generate(reqs, sp, on_progress=lambda s, t: progress.append((s, t)))
 
     prompts, params, use_tqdm = llm.calls[-1]
     assert use_tqdm is False
-    assert [p["prompt_token_ids"] for p in prompts] == [render_ids(gen.tokenizer, r, {"enable_thinking": False}) for r in reqs]
+    assert [p["prompt_token_ids"] for p in prompts] == [
+        render_ids(gen.tokenizer, r, {"enable_thinking": False}) for r in reqs
+    ]
     assert [p.n for p in params] == [1, 3, 1]
     assert all(p.top_k == -1 and p.top_p == 0.9 and p.temperature == 0.6 and p.max_tokens == 32 for p in params)
     assert all(p.stop == ["\n\n"] and p.logprobs == 1 and not p.include_stop_str_in_output for p in params)

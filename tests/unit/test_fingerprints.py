@@ -104,8 +104,13 @@ def excluded(path: str) -> bool:
 def test_every_leaf_is_an_input_or_listed_as_none():
     orphans = [p for p in LEAVES if not excluded(p) and not any(declares(s, p) for s in ALL_STAGES.values())]
     assert not orphans, f"config fields neither declared by a stage nor in NOT_STAGE_INPUTS: {orphans}"
-    both = [p for p in LEAVES if excluded(p) and any(declares(s, p) for s in ALL_STAGES.values())
-            and not any(p == e for e in NOT_STAGE_INPUTS)]
+    both = [
+        p
+        for p in LEAVES
+        if excluded(p)
+        and any(declares(s, p) for s in ALL_STAGES.values())
+        and not any(p == e for e in NOT_STAGE_INPUTS)
+    ]
     assert not both, both
 
 
@@ -120,8 +125,11 @@ def test_declarations_name_real_fields():
 @pytest.mark.parametrize("path", LEAVES)
 def test_perturbing_a_field_moves_exactly_the_stages_that_declare_it(path):
     base, changed = perturbed(path)
-    moved = {name for name, inputs in ALL_STAGES.items()
-             if fingerprint(inputs, base, None) != fingerprint(inputs, changed, None)}
+    moved = {
+        name
+        for name, inputs in ALL_STAGES.items()
+        if fingerprint(inputs, base, None) != fingerprint(inputs, changed, None)
+    }
     expected = set() if excluded(path) else {n for n, inputs in ALL_STAGES.items() if declares(inputs, path)}
     assert moved == expected
 

@@ -136,18 +136,34 @@ CORPUS: list[tuple[str, str, str]] = [
 # fix, or a new regression, shows up; the reward is wrong for them in training.
 # (gold, completion, reason returned, what a human would say and why it differs)
 KNOWN_LIMITATIONS: list[tuple[str, str, str, str]] = [
-    (r"\frac{1}{2004!}", boxed(r"\frac{1}{2006!}"), "correct",
-     "false positive: both round to 0 at math-verify's float_rounding=6"),
+    (
+        r"\frac{1}{2004!}",
+        boxed(r"\frac{1}{2006!}"),
+        "correct",
+        "false positive: both round to 0 at math-verify's float_rounding=6",
+    ),
     ("10", boxed(r"10\%"), "correct", "false positive: a percent sign is accepted for its number"),
     (r"10\%", boxed("10"), "correct", "lenient by design: 10% and 10 are both accepted"),
-    ("(1,2]", boxed(r"1 < x \le 2"), "wrong",
-     "false negative: verify is asymmetric, an inequality prediction does not match an interval gold"),
-    ("xyz", boxed("zyx"), "wrong",
-     "false negative: three or more bare letters count as a word answer and compare as strings"),
+    (
+        "(1,2]",
+        boxed(r"1 < x \le 2"),
+        "wrong",
+        "false negative: verify is asymmetric, an inequality prediction does not match an interval gold",
+    ),
+    (
+        "xyz",
+        boxed("zyx"),
+        "wrong",
+        "false negative: three or more bare letters count as a word answer and compare as strings",
+    ),
     (r"\sin x", boxed("sin(x)"), "wrong", "false negative: bare 'sin' is not LaTeX, parsed as s*i*n"),
     ("5", boxed("5 dollars"), "wrong", "false negative: 'dollars' is not in math-verify's unit list"),
-    (r"\alpha\beta\gamma", boxed(r"\gamma\beta\alpha"), "wrong",
-     r"false negative: \gamma parses as EulerGamma or as the gamma function depending on position"),
+    (
+        r"\alpha\beta\gamma",
+        boxed(r"\gamma\beta\alpha"),
+        "wrong",
+        r"false negative: \gamma parses as EulerGamma or as the gamma function depending on position",
+    ),
 ]
 
 
@@ -181,7 +197,7 @@ def test_corpus_verdict(table_verdicts: list[Verdict], index: int):
     "index", range(len(KNOWN_LIMITATIONS)), ids=[why.split(":")[0] for *_, why in KNOWN_LIMITATIONS]
 )
 def test_known_limitation_is_unchanged(table_verdicts: list[Verdict], index: int):
-    gold, text, reason, why = KNOWN_LIMITATIONS[index]
+    _gold, _text, reason, why = KNOWN_LIMITATIONS[index]
     assert table_verdicts[len(CORPUS) + index].reason == reason, why
 
 
@@ -324,9 +340,7 @@ def test_threads_share_one_grader(grader: Grader):
     assert sorted(results) == [0, 1, 2, 3]
     for thread, verdicts in results.items():
         assert [v.correct for v in verdicts] == [i % 3 != 0 for i in range(12)], thread
-        assert [v.extracted for v in verdicts] == [
-            f"{thread * 100 + i + (i % 3 == 0)}.0" for i in range(12)
-        ]
+        assert [v.extracted for v in verdicts] == [f"{thread * 100 + i + (i % 3 == 0)}.0" for i in range(12)]
 
 
 def test_parent_never_loads_the_math_stack():
@@ -341,4 +355,3 @@ def test_parent_never_loads_the_math_stack():
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-

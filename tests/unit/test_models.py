@@ -59,12 +59,14 @@ def test_adapter_is_merged(tiny_model_dir, tmp_path):
     base_q = base.model.layers[0].self_attn.q_proj.weight.detach().clone()
     torch.manual_seed(0)
     # init_lora_weights=False: B is random too, so the adapter actually changes the weights.
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     adapter_dir = tmp_path / "adapter"
     lora.save_pretrained(str(adapter_dir))
     assert (adapter_dir / "adapter_config.json").is_file()
 
-    merged, tok = load_model_and_tokenizer(tiny_model_dir, device="cpu", adapter=str(adapter_dir))
+    merged, _tok = load_model_and_tokenizer(tiny_model_dir, device="cpu", adapter=str(adapter_dir))
     assert type(merged).__name__ == "Qwen3ForCausalLM"  # plain model, no PEFT wrapper left
     assert not any("lora" in name for name, _ in merged.named_parameters())
     # Merged checkpoints are trained next (SFT, RL): nothing may stay frozen from the PEFT wrapper.
@@ -87,7 +89,7 @@ def test_hf_generator_load_with_adapter_generates(tiny_model_dir, tmp_path):
     lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
     lora.save_pretrained(str(tmp_path / "a"))
     gen = HFGenerator.load(tiny_model_dir, device="cpu", adapter=str(tmp_path / "a"))
-    (c,), = gen.generate([Request(prompt="1 + 1 =")], SamplingParams(max_tokens=3))
+    ((c,),) = gen.generate([Request(prompt="1 + 1 =")], SamplingParams(max_tokens=3))
     assert 1 <= len(c.token_ids) <= 3
 
 
@@ -147,7 +149,7 @@ def test_embedded_conversion_concurrent_callers_convert_once(tmp_path, monkeypat
     def worker():
         try:
             results.append(resolve_model_path(EMBEDDED))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -181,7 +183,7 @@ def test_embedded_smollm2_real(monkeypatch):
     gen = HFGenerator.load(EMBEDDED, device="cpu")
     assert type(gen.model).__name__ == "LlamaForCausalLM" and gen.model.config.vocab_size == 49152
     assert gen.tokenizer.eos_token == "<|im_end|>" and gen.tokenizer.chat_template
-    (c,), = gen.generate(
+    ((c,),) = gen.generate(
         [Request(messages=[{"role": "user", "content": "What is 2 + 3?"}])],
         SamplingParams(temperature=0, max_tokens=12),
     )

@@ -40,8 +40,13 @@ def local(source: SourceConfig, path: Path) -> SourceConfig:
 def test_hard_set_columns():
     problems, skipped = load_problems(local(PAPER.data.train, FIX / "int_hard_set.csv"), PAPER.data.on_invalid)
     assert not skipped and len(problems) == 12
-    assert Counter(p.source for p in problems) == {"omni-math": 3, "polaris": 3, "acereason-math": 2,
-                                                    "imo-answerbench": 2, "aime": 2}
+    assert Counter(p.source for p in problems) == {
+        "omni-math": 3,
+        "polaris": 3,
+        "acereason-math": 2,
+        "imo-answerbench": 2,
+        "aime": 2,
+    }
     # The proposer and hint_rl need references: reference_solution, else solution (row 3), else none (row 11).
     assert [bool(p.reference_solution) for p in problems] == [True] * 11 + [False]
     assert problems[3].reference_solution.startswith(r"Use $\sum k^2")
@@ -63,11 +68,25 @@ def test_test_set_reports_each_benchmark_separately():
     assert len({p.id for p in problems}) == 8
 
     # Fake eval rollouts (2 samples per problem, the first problem of each benchmark solved once).
-    rollouts = [Rollout(problem_id=p.id, source=p.source, problem=p.problem, answer=p.answer,
-                        reference_solution=p.reference_solution, sample_index=i, completion="",
-                        completion_tokens=10, prompt_tokens=5, finish_reason="stop",
-                        correct=(j % 2 == 0 and i == 0), reason="wrong", extracted=None)
-                for j, p in enumerate(problems) for i in range(2)]
+    rollouts = [
+        Rollout(
+            problem_id=p.id,
+            source=p.source,
+            problem=p.problem,
+            answer=p.answer,
+            reference_solution=p.reference_solution,
+            sample_index=i,
+            completion="",
+            completion_tokens=10,
+            prompt_tokens=5,
+            finish_reason="stop",
+            correct=(j % 2 == 0 and i == 0),
+            reason="wrong",
+            extracted=None,
+        )
+        for j, p in enumerate(problems)
+        for i in range(2)
+    ]
     summary = summarize(rollouts, [1, 2])
     assert sorted(summary["by_source"]) == sorted(BENCHMARKS)
     for benchmark in BENCHMARKS:

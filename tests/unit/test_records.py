@@ -8,9 +8,21 @@ import pytest
 from intrain.records import FilterResult, Proposal, Rollout, SFTExample, artifacts_markdown
 from intrain.store import Stage
 
-ROLLOUT = Rollout(problem_id="p1", source="arith", problem="1+1?", answer="2", reference_solution="1+1=2",
-                  sample_index=3, completion="\\boxed{2}", completion_tokens=4, prompt_tokens=9,
-                  finish_reason="stop", correct=True, reason="correct", extracted=None)
+ROLLOUT = Rollout(
+    problem_id="p1",
+    source="arith",
+    problem="1+1?",
+    answer="2",
+    reference_solution="1+1=2",
+    sample_index=3,
+    completion="\\boxed{2}",
+    completion_tokens=4,
+    prompt_tokens=9,
+    finish_reason="stop",
+    correct=True,
+    reason="correct",
+    extracted=None,
+)
 
 
 def test_schema_is_derived_from_the_annotations():
@@ -36,7 +48,7 @@ def test_records_round_trip_through_a_shard(tmp_path):
 def test_a_row_missing_a_column_names_it():
     row = ROLLOUT.to_row()
     del row["finish_reason"]
-    with pytest.raises(ValueError, match="Rollout: row lacks column.*finish_reason"):
+    with pytest.raises(ValueError, match=r"Rollout: row lacks column.*finish_reason"):
         Rollout.from_row(row)
 
 

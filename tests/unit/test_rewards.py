@@ -28,13 +28,23 @@ def test_name_is_what_trl_reads():
 
 def test_conversational_completions(grader):
     reward = CorrectnessReward(grader)
-    completions = [conv("so 3 + 4 = 7, \\boxed{7}"), conv("I think \\boxed{8}"), conv("no idea"),
-                   conv("\\boxed{\\frac{14}{2}}")]
+    completions = [
+        conv("so 3 + 4 = 7, \\boxed{7}"),
+        conv("I think \\boxed{8}"),
+        conv("no idea"),
+        conv("\\boxed{\\frac{14}{2}}"),
+    ]
     metrics, extra = {}, {}
-    out = reward(prompts=[[{"role": "user", "content": "3+4?"}]] * 4, completions=completions,
-                 completion_ids=[[1]] * 4, answer=["7"] * 4, problem_id=["p"] * 4, trainer_state=None,
-                 log_metric=lambda name, value: metrics.setdefault(name, value),
-                 log_extra=lambda column, values: extra.setdefault(column, values))
+    out = reward(
+        prompts=[[{"role": "user", "content": "3+4?"}]] * 4,
+        completions=completions,
+        completion_ids=[[1]] * 4,
+        answer=["7"] * 4,
+        problem_id=["p"] * 4,
+        trainer_state=None,
+        log_metric=lambda name, value: metrics.setdefault(name, value),
+        log_extra=lambda column, values: extra.setdefault(column, values),
+    )
     assert out == [1.0, 0.0, 0.0, 1.0]
     assert all(isinstance(r, float) for r in out)
     assert metrics["correctness/no_answer_ratio"] == 0.25
@@ -53,7 +63,11 @@ def test_string_completions_and_per_row_golds(grader):
 def test_completion_text_forms():
     assert completion_text("plain") == "plain"
     assert completion_text(conv("msg")) == "msg"
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"},
-                                                             {"type": "text", "text": "b"}]}]) == "ab"
+    assert (
+        completion_text(
+            [{"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+        )
+        == "ab"
+    )
     with pytest.raises(TypeError):
         completion_text(42)

@@ -29,7 +29,9 @@ def check_row(tok, row, expected_prompt_text, close_turn=False):
 
 def test_tiny_chatml_rows(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    prompt = f"<|im_start|>user\n{PROBLEM}\nPut your final answer within \\boxed{{}}.<|im_end|>\n<|im_start|>assistant\n"
+    prompt = (
+        f"<|im_start|>user\n{PROBLEM}\nPut your final answer within \\boxed{{}}.<|im_end|>\n<|im_start|>assistant\n"
+    )
     check_row(tok, sft_row(tok, TEMPLATE, PROBLEM, TARGET), prompt)
     check_row(tok, sft_row(tok, TEMPLATE, PROBLEM, TARGET, close_turn=True), prompt, close_turn=True)
     assert tok.decode(end_of_turn_ids(tok, TARGET)) == "<|im_end|>\n"
@@ -40,8 +42,10 @@ def test_smollm2_chatml_rows():
     from intrain.models import resolve_model_path
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path("embedded:smollm2"))
-    prompt = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-              f"<|im_start|>user\n{PROBLEM}\nPut your final answer within \\boxed{{}}.<|im_end|>\n<|im_start|>assistant\n")
+    prompt = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        f"<|im_start|>user\n{PROBLEM}\nPut your final answer within \\boxed{{}}.<|im_end|>\n<|im_start|>assistant\n"
+    )
     row = sft_row(tok, TEMPLATE, PROBLEM, TARGET)
     check_row(tok, row, prompt)
     assert tok.convert_ids_to_tokens(row["input_ids"])[-6:] == ["Wait", ",", "Ġlet", "Ġme", "Ġcheck", "."]

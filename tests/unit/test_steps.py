@@ -161,9 +161,7 @@ def test_empty_separator_rejected():
 def test_render_numbered_format():
     steps = split_substeps(TRACE)
     assert render_numbered(steps) == (
-        "**Substep 1:** First we expand.\n\n"
-        "**Substep 2:** Then x = 2.\n\n"
-        "**Substep 3:** So the answer is \\boxed{4}."
+        "**Substep 1:** First we expand.\n\n**Substep 2:** Then x = 2.\n\n**Substep 3:** So the answer is \\boxed{4}."
     )
     assert render_numbered([]) == ""
 

@@ -26,8 +26,13 @@ def load_problems(source: SourceConfig, on_invalid: str = "error") -> tuple[list
     else:
         from intrain.data.arithmetic import generate_arithmetic
 
-        rows = generate_arithmetic(source.size, source.seed, steps=tuple(source.steps), max_operand=source.max_operand,
-                                   max_result=source.max_result)
+        rows = generate_arithmetic(
+            source.size,
+            source.seed,
+            steps=tuple(source.steps),
+            max_operand=source.max_operand,
+            max_result=source.max_result,
+        )
         origin = f"arithmetic(seed={source.seed})"
     if source.limit is not None:
         rows = rows[: source.limit]

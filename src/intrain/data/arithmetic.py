@@ -199,10 +199,8 @@ def _expression_problem(rng: random.Random, start: int, steps: list[_Step]) -> t
     return text, paras
 
 
-def _word_problem(
-    rng: random.Random, start: int, steps: list[_Step], bag_start: bool
-) -> tuple[str, list[str]]:
-    name, p, o, poss = rng.choice(_PEOPLE)
+def _word_problem(rng: random.Random, start: int, steps: list[_Step], bag_start: bool) -> tuple[str, list[str]]:
+    name, p, o, _poss = rng.choice(_PEOPLE)
     items, container = rng.choice(_ITEMS)
     sentences: list[str] = []
     paras: list[str] = []

@@ -129,9 +129,7 @@ class ChampAnnotation:
         return None if self.start is None else self.text[self.start : self.end]
 
 
-def load_champ_annotations(
-    path: str | os.PathLike[str] | None = None, version: str = "v0"
-) -> list[ChampAnnotation]:
+def load_champ_annotations(path: str | os.PathLike[str] | None = None, version: str = "v0") -> list[ChampAnnotation]:
     """All ``fws_annotations`` (first-wrong-step labels of model solutions)."""
     p, data = _read(path, version)
     out: list[ChampAnnotation] = []

@@ -92,8 +92,7 @@ def read_records(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], li
     ext = p.suffix.lower()
     if ext not in _READERS:
         raise DataError(
-            f"{p}: unsupported file extension '{p.suffix or '(none)'}' "
-            f"(supported: {', '.join(SUPPORTED_EXTENSIONS)})"
+            f"{p}: unsupported file extension '{p.suffix or '(none)'}' (supported: {', '.join(SUPPORTED_EXTENSIONS)})"
         )
     if not p.exists():
         raise DataError(f"{p}: file not found")

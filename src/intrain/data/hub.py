@@ -32,9 +32,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _is_saved_to_disk(p: Path) -> bool:
-    return (p / "dataset_dict.json").is_file() or (
-        (p / "state.json").is_file() and (p / "dataset_info.json").is_file()
-    )
+    return (p / "dataset_dict.json").is_file() or ((p / "state.json").is_file() and (p / "dataset_info.json").is_file())
 
 
 def _load_dataset(name: str, split: str, subset: str | None, cache_dir: str | None) -> Any:
@@ -57,8 +55,7 @@ def _load_dataset(name: str, split: str, subset: str | None, cache_dir: str | No
             builder = _FILE_BUILDERS.get(p.suffix.lower())
             if builder is None:
                 raise DataError(
-                    f"{where}: unsupported data file extension '{p.suffix}' "
-                    f"(supported: {', '.join(_FILE_BUILDERS)})"
+                    f"{where}: unsupported data file extension '{p.suffix}' (supported: {', '.join(_FILE_BUILDERS)})"
                 )
             return datasets.load_dataset(builder, data_files={split: str(p)}, split=split, cache_dir=cache_dir)
         return datasets.load_dataset(name, subset, split=split, cache_dir=cache_dir)

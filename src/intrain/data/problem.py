@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any
 
 __all__ = [
-    "FIELDS",
     "DEFAULT_COLUMNS",
+    "FIELDS",
     "DataError",
     "Problem",
     "format_ids",
@@ -126,8 +127,7 @@ def _resolve_columns(
     unknown = sorted(k for k in columns if k not in FIELDS)
     if unknown:
         raise DataError(
-            f"{origin}: unknown field(s) in column mapping: {', '.join(unknown)} "
-            f"(known fields: {', '.join(FIELDS)})"
+            f"{origin}: unknown field(s) in column mapping: {', '.join(unknown)} (known fields: {', '.join(FIELDS)})"
         )
     for k, v in columns.items():
         if not isinstance(v, str) or not v:
@@ -188,7 +188,7 @@ def rows_to_problems(
         for r in recs:
             if not isinstance(r, Mapping):
                 raise DataError(f"{origin}: expected each row to be an object/mapping, got {type(r).__name__}")
-            seen.update(str(k) for k in r.keys())
+            seen.update(str(k) for k in r)
         available_columns = seen
     resolved, _ = _resolve_columns(columns, available_columns, origin)
 
@@ -212,9 +212,7 @@ def rows_to_problems(
     return out
 
 
-def validate_problems(
-    rows: Iterable[Problem], on_invalid: str, origin: str
-) -> tuple[list[Problem], list[str]]:
+def validate_problems(rows: Iterable[Problem], on_invalid: str, origin: str) -> tuple[list[Problem], list[str]]:
     """Check rows; return ``(valid_rows, skipped_ids)``.
 
     * Empty/missing ``problem`` or ``answer``: with ``on_invalid="error"`` raise

@@ -90,14 +90,17 @@ class HFGenerator:
         device = self.device
         devices = [device] if device.type == "cuda" else []
         # fork_rng: seed our own stream without disturbing the caller's global RNG state.
-        with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"), \
-                torch.inference_mode(), self._clean_generation_config():
+        with (
+            torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"),
+            torch.inference_mode(),
+            self._clean_generation_config(),
+        ):
             torch.random.default_generator.manual_seed(sampling.seed)
             if devices:
                 with torch.cuda.device(device):
                     torch.cuda.manual_seed(sampling.seed)
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
+                chunk = order[start : start + self.batch_size]
                 batch_prompts = [prompts[seqs[k][0]] for k in chunk]
                 completions = self._generate_batch(batch_prompts, sampling)
                 new_tokens = 0
@@ -138,8 +141,8 @@ class HFGenerator:
         attention_mask = torch.zeros((len(batch_prompts), width), dtype=torch.long)
         for i, p in enumerate(batch_prompts):  # left padding
             if p:
-                input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                attention_mask[i, width - len(p):] = 1
+                input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+                attention_mask[i, width - len(p) :] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
 
         do_sample = not sampling.greedy
@@ -191,9 +194,8 @@ class HFGenerator:
                 if t in eos:
                     end, finish, ended_on_eos = k + 1, "stop", True
                     break
-            if stopper is not None and 0 < stopper.done_at[i] <= end:
-                if stopper.done_at[i] < end or not ended_on_eos:
-                    end, finish, ended_on_eos = stopper.done_at[i], "stop", False
+            if stopper is not None and 0 < stopper.done_at[i] <= end and (stopper.done_at[i] < end or not ended_on_eos):
+                end, finish, ended_on_eos = stopper.done_at[i], "stop", False
             ids = ids[:end]
             text = self.tokenizer.decode(ids[:-1] if ended_on_eos else ids, skip_special_tokens=True)
             if sampling.stop:

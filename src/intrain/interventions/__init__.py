@@ -27,13 +27,13 @@ from intrain.interventions.selection import mark_not_first
 __all__ = [
     "STATUSES",
     "ParsedIntervention",
-    "parse_intervention",
-    "extract_last_block",
-    "unescape_model_string",
     "double_newlines",
+    "extract_last_block",
     "guided_prefix",
-    "original_step_prefix",
     "leak_normal_form",
     "leaks_answer",
     "mark_not_first",
+    "original_step_prefix",
+    "parse_intervention",
+    "unescape_model_string",
 ]

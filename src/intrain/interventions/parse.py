@@ -72,8 +72,8 @@ from typing import Any
 __all__ = [
     "STATUSES",
     "ParsedIntervention",
-    "parse_intervention",
     "extract_last_block",
+    "parse_intervention",
     "unescape_model_string",
 ]
 
@@ -133,7 +133,7 @@ def extract_last_block(output: str) -> str | None:
     # Unterminated tail: last opening tag after the last closing tag.
     tail: str | None = None
     if not closes or opens[-1].start() >= closes[-1].end():
-        tail = output[opens[-1].end():]
+        tail = output[opens[-1].end() :]
 
     if tail is not None and (not blocks or _looks_like_payload(tail)):
         return tail
@@ -144,7 +144,7 @@ def extract_last_block(output: str) -> str | None:
         if _looks_like_payload(inner) or not _is_inline(output, open_start, close_end):
             return inner
     # Everything is an inline prose mention: report the last one.
-    return output[blocks[-1][1]:blocks[-1][2]]
+    return output[blocks[-1][1] : blocks[-1][2]]
 
 
 # --------------------------------------------------------------------------- #
@@ -154,11 +154,55 @@ def extract_last_block(output: str) -> str | None:
 # LaTeX commands starting with "n" that must not be read as "\n" + letters.
 # ("\ni" is deliberately absent: "\ni.e." is far more often newline + "i.e.".)
 _LATEX_N = frozenset(
-    """ne neq neg nabla nu not notin nmid nleq ngeq nleqslant ngeqslant nless ngtr
-    nsubseteq nsupseteq nsubset nsupset nparallel newline noindent nonumber nolimits
-    natural nearrow nwarrow nexists nleftarrow nrightarrow nleftrightarrow nLeftarrow
-    nRightarrow nLeftrightarrow ncong nsim nvdash nVdash nprec nsucc normalsize
-    newcommand nobreak notag nolinebreak nexist nshortmid nsime""".split()
+    [
+        "ne",
+        "neq",
+        "neg",
+        "nabla",
+        "nu",
+        "not",
+        "notin",
+        "nmid",
+        "nleq",
+        "ngeq",
+        "nleqslant",
+        "ngeqslant",
+        "nless",
+        "ngtr",
+        "nsubseteq",
+        "nsupseteq",
+        "nsubset",
+        "nsupset",
+        "nparallel",
+        "newline",
+        "noindent",
+        "nonumber",
+        "nolimits",
+        "natural",
+        "nearrow",
+        "nwarrow",
+        "nexists",
+        "nleftarrow",
+        "nrightarrow",
+        "nleftrightarrow",
+        "nLeftarrow",
+        "nRightarrow",
+        "nLeftrightarrow",
+        "ncong",
+        "nsim",
+        "nvdash",
+        "nVdash",
+        "nprec",
+        "nsucc",
+        "normalsize",
+        "newcommand",
+        "nobreak",
+        "notag",
+        "nolinebreak",
+        "nexist",
+        "nshortmid",
+        "nsime",
+    ]
 )
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -481,9 +525,7 @@ def _tolerant(text: str) -> dict[str, Any] | None:
     # Location: outside the content value (the word may appear inside content text).
     lm = None
     if content_span is not None:
-        lm = _LOCATION_KEY.search(text, 0, content_span[0]) or _LOCATION_KEY.search(
-            text, content_span[1]
-        )
+        lm = _LOCATION_KEY.search(text, 0, content_span[0]) or _LOCATION_KEY.search(text, content_span[1])
     elif not cm:
         lm = _LOCATION_KEY.search(text)
     if lm:
@@ -566,9 +608,7 @@ def parse_intervention(output: str, num_substeps: int) -> ParsedIntervention:
     if raw is None:
         return ParsedIntervention("no_tag", None, None, None)
     text = _strip_fences(raw).strip()
-    if not text or re.fullmatch(r"\{\s*\}", text) or (
-        not _looks_like_payload(text) and _is_placeholder(text)
-    ):
+    if not text or re.fullmatch(r"\{\s*\}", text) or (not _looks_like_payload(text) and _is_placeholder(text)):
         return ParsedIntervention("empty", None, None, raw)
 
     fields = _try_structured(text)

@@ -60,8 +60,11 @@ def run(ctx: RunContext) -> dict[str, Any]:
         continue_trials(ctx, stage, trials)
         stage.finish({"attempts": len({t.attempt.attempt_id for t in trials}), "trials": len(trials)})
     summary = summarize(stage.records(ContinuationTrial))
-    summary["sizes"] = {"n": ctx.config.lab.n, "max_tokens": ctx.config.filter.max_tokens,
-                        "temperature": ctx.config.filter.temperature}
+    summary["sizes"] = {
+        "n": ctx.config.lab.n,
+        "max_tokens": ctx.config.filter.max_tokens,
+        "temperature": ctx.config.filter.temperature,
+    }
     atomic_write_json(stage.path / "table1.json", summary)
     markdown = table_markdown(summary)
     atomic_write_text(stage.path / "table1.md", markdown)
@@ -87,31 +90,47 @@ def build_trials(ctx: RunContext) -> list[Trial]:
     for attempt in failed:
         if attempts == cfg.lab.attempts:
             break
-        problem = Problem(id=attempt.problem_id, problem=attempt.problem, answer=attempt.answer,
-                          reference_solution=attempt.reference_solution, source=attempt.source)
+        problem = Problem(
+            id=attempt.problem_id,
+            problem=attempt.problem,
+            answer=attempt.answer,
+            reference_solution=attempt.reference_solution,
+            source=attempt.source,
+        )
         truth = first_error(problem, attempt.completion, separator)
         if truth.location is None:
             continue
         attempts += 1
         steps = split_substeps(attempt.completion, separator)
         before = prefix_before(attempt.completion, steps, truth.location)
-        oracle = parse_intervention(oracle_intervention(problem, attempt.completion, rng, separator=separator) or "",
-                                    len(steps))
+        oracle = parse_intervention(
+            oracle_intervention(problem, attempt.completion, rng, separator=separator) or "", len(steps)
+        )
         assert oracle.status == "ok" and oracle.content is not None and oracle.location is not None, oracle
         trials += [
             Trial(attempt, "problem_only", 0, ""),
             Trial(attempt, "prefix_only", truth.location, before + separator if before else ""),
-            Trial(attempt, "prefix_original", truth.location,
-                  original_step_prefix(attempt.completion, steps, truth.location)),
-            Trial(attempt, "prefix_oracle", oracle.location,
-                  guided_prefix(attempt.completion, oracle.content, oracle.location, separator)),
+            Trial(
+                attempt,
+                "prefix_original",
+                truth.location,
+                original_step_prefix(attempt.completion, steps, truth.location),
+            ),
+            Trial(
+                attempt,
+                "prefix_oracle",
+                oracle.location,
+                guided_prefix(attempt.completion, oracle.content, oracle.location, separator),
+            ),
         ]
         if attempt.attempt_id in self_prefix:
             location, prefix = self_prefix[attempt.attempt_id]
             trials.append(Trial(attempt, "prefix_self", location, prefix))
     if attempts < cfg.lab.attempts:
-        console.print(f"[yellow]{NAME}: {attempts} failed attempts with a ground-truth error, fewer than "
-                      f"lab.attempts={cfg.lab.attempts}; raise data.train.size or sample.n for more")
+        console.print(
+            f"[yellow]{NAME}: {attempts} failed attempts with a ground-truth error, fewer than "
+            f"lab.attempts={cfg.lab.attempts}; raise data.train.size or sample.n for more"
+        )
     return trials
 
 
@@ -123,15 +142,31 @@ def continue_trials(ctx: RunContext, stage: Stage, trials: list[Trial]) -> None:
     with StageProgress(NAME, total=len(trials)) as progress:
         for index, shard in enumerate(chunks(trials, shard_size)):
             if not stage.has_shard(index):
-                counts = continue_prefixes(generator, ctx.grader,
-                                           [Continuation(t.attempt.problem, t.attempt.answer, t.prefix) for t in shard],
-                                           fcfg, cfg.data.prompt_template, index, early_stop=False)
-                stage.write_records(index, [
-                    ContinuationTrial(attempt_id=t.attempt.attempt_id, problem_id=t.attempt.problem_id,
-                                      condition=t.condition, location=t.location or None, prefix=t.prefix,
-                                      sampled=c.sampled, correct=c.correct)
-                    for t, c in zip(shard, counts)
-                ], ContinuationTrial)
+                counts = continue_prefixes(
+                    generator,
+                    ctx.grader,
+                    [Continuation(t.attempt.problem, t.attempt.answer, t.prefix) for t in shard],
+                    fcfg,
+                    cfg.data.prompt_template,
+                    index,
+                    early_stop=False,
+                )
+                stage.write_records(
+                    index,
+                    [
+                        ContinuationTrial(
+                            attempt_id=t.attempt.attempt_id,
+                            problem_id=t.attempt.problem_id,
+                            condition=t.condition,
+                            location=t.location or None,
+                            prefix=t.prefix,
+                            sampled=c.sampled,
+                            correct=c.correct,
+                        )
+                        for t, c in zip(shard, counts)
+                    ],
+                    ContinuationTrial,
+                )
             progress.advance(len(shard))
 
 
@@ -149,8 +184,10 @@ def summarize(trials: list[ContinuationTrial]) -> dict[str, Any]:
         covered = sum(v > 0 for v in values)
         row: dict[str, Any] = {
             "attempts": len(values),
-            "coverage": covered / len(values), "coverage_ci": wilson_interval(covered, len(values)),
-            "accuracy": sum(values) / len(values), "accuracy_ci": bootstrap_mean_interval(values),
+            "coverage": covered / len(values),
+            "coverage_ci": wilson_interval(covered, len(values)),
+            "accuracy": sum(values) / len(values),
+            "accuracy_ci": bootstrap_mean_interval(values),
         }
         if condition != "prefix_original" and reference:
             row["vs_original"] = paired_bootstrap_difference(accuracy, reference)
@@ -162,20 +199,26 @@ def table_markdown(summary: dict[str, Any]) -> str:
     def pct(x: float) -> str:
         return f"{100 * x:.1f}%"
 
-    lines = ["| condition | attempts | coverage [95% CI] | mean accuracy [95% CI] | Δ accuracy vs prefix + original "
-             "step [95% CI] |", "|---|---|---|---|---|"]
+    lines = [
+        "| condition | attempts | coverage [95% CI] | mean accuracy [95% CI] | Δ accuracy vs prefix + original "
+        "step [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for condition, row in summary["conditions"].items():
         diff = row.get("vs_original")
         lines.append(
             f"| {condition} | {row['attempts']} | {pct(row['coverage'])} [{pct(row['coverage_ci'][0])}, "
             f"{pct(row['coverage_ci'][1])}] | {pct(row['accuracy'])} [{pct(row['accuracy_ci'][0])}, "
             f"{pct(row['accuracy_ci'][1])}] | "
-            + (f"{100 * diff[0]:+.1f} pts [{100 * diff[1]:+.1f}, {100 * diff[2]:+.1f}]" if diff else "-") + " |")
+            + (f"{100 * diff[0]:+.1f} pts [{100 * diff[1]:+.1f}, {100 * diff[2]:+.1f}]" if diff else "-")
+            + " |"
+        )
     sizes = summary.get("sizes", {})
     return "\n".join(lines) + (
         f"\n\n{sizes.get('n')} continuations per attempt and condition (temperature {sizes.get('temperature')}, "
         f"{sizes.get('max_tokens')} tokens). Coverage: Wilson interval; accuracy: bootstrap over attempts; "
-        "Δ: paired bootstrap over the attempts both conditions have.\n")
+        "Δ: paired bootstrap over the attempts both conditions have.\n"
+    )
 
 
 def plot(summary: dict[str, Any], stage: Stage) -> None:
@@ -191,8 +234,10 @@ def plot(summary: dict[str, Any], stage: Stage) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key in zip(axes, ("coverage", "accuracy")):
         means = [rows[n][key] for n in names]
-        errors = [[m - rows[n][f"{key}_ci"][0] for n, m in zip(names, means)],
-                  [rows[n][f"{key}_ci"][1] - m for n, m in zip(names, means)]]
+        errors = [
+            [m - rows[n][f"{key}_ci"][0] for n, m in zip(names, means)],
+            [rows[n][f"{key}_ci"][1] - m for n, m in zip(names, means)],
+        ]
         ax.bar(range(len(names)), means, yerr=errors, capsize=4)
         ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=8)
         ax.set_title(f"{key} (95% CI)")

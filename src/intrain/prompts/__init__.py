@@ -15,8 +15,12 @@ import jinja2
 from intrain.steps import Substep, render_numbered
 
 _HERE = Path(__file__).parent
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE)), undefined=jinja2.StrictUndefined,
-                          keep_trailing_newline=False, autoescape=False)
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(_HERE)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=False,
+    autoescape=False,
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,9 @@ class ProposerTemplate:
 
 def load_template(name_or_path: str) -> ProposerTemplate:
     if name_or_path == "paper":
-        return ProposerTemplate(verify=_ENV.get_template("paper_verify.jinja"), solve=_ENV.get_template("paper_solve.jinja"))
+        return ProposerTemplate(
+            verify=_ENV.get_template("paper_verify.jinja"), solve=_ENV.get_template("paper_solve.jinja")
+        )
     if name_or_path == "compact":
         return ProposerTemplate(verify=_ENV.get_template("compact.jinja"), solve=None)
     path = Path(name_or_path)
@@ -42,8 +48,9 @@ def load_template(name_or_path: str) -> ProposerTemplate:
 
 def render_reflection(problem: str, reference_solution: str, attempt: str) -> str:
     """The self-reflection baseline's prompt: rewrite a failed attempt into a whole corrected solution."""
-    return _ENV.get_template("reflect.jinja").render(problem=problem, reference_solution=reference_solution,
-                                                     attempt=attempt)
+    return _ENV.get_template("reflect.jinja").render(
+        problem=problem, reference_solution=reference_solution, attempt=attempt
+    )
 
 
 def solve_messages(template: ProposerTemplate, problem: str, reference_solution: str) -> list[dict[str, str]]:
@@ -58,9 +65,17 @@ class VerifyPrompt:
     truncated: bool
 
 
-def verify_prompt(template: ProposerTemplate, tokenizer, *, problem: str, reference_solution: str, answer: str,
-                  substeps: list[Substep], max_tokens: int,
-                  history: list[dict[str, str]] | None = None) -> VerifyPrompt:
+def verify_prompt(
+    template: ProposerTemplate,
+    tokenizer,
+    *,
+    problem: str,
+    reference_solution: str,
+    answer: str,
+    substeps: list[Substep],
+    max_tokens: int,
+    history: list[dict[str, str]] | None = None,
+) -> VerifyPrompt:
     """The verification turn, with trailing substeps of the attempt dropped until it fits `max_tokens`.
 
     Instructions, problem and reference always stay: without them no intervention is possible,
@@ -69,8 +84,13 @@ def verify_prompt(template: ProposerTemplate, tokenizer, *, problem: str, refere
     history = history or []
 
     def render(shown: int) -> list[dict[str, str]]:
-        text = template.verify.render(problem=problem, reference_solution=reference_solution, answer=answer,
-                                      attempt=render_numbered(substeps[:shown]), num_substeps=shown)
+        text = template.verify.render(
+            problem=problem,
+            reference_solution=reference_solution,
+            answer=answer,
+            attempt=render_numbered(substeps[:shown]),
+            num_substeps=shown,
+        )
         return [*history, {"role": "user", "content": text}]
 
     def length(messages: list[dict[str, str]]) -> int:

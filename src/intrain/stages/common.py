@@ -27,8 +27,13 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
 
 
 def sampling_params(cfg: SamplingConfig, shard: int, **overrides: Any) -> SamplingParams:
-    params = dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
-                  max_tokens=cfg.max_tokens, seed=shard_seed(cfg.seed, shard))
+    params = dict(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=cfg.max_tokens,
+        seed=shard_seed(cfg.seed, shard),
+    )
     params.update(overrides)
     return SamplingParams(**params)
 
@@ -39,9 +44,15 @@ class Graded:
     verdict: Verdict
 
 
-def generate_graded(generator: Generator, grader: Grader, requests: list[Request], golds: list[str],
-                    params: SamplingParams, on_progress: ProgressFn | None = None,
-                    timings: dict[str, float] | None = None) -> list[list[Graded]]:
+def generate_graded(
+    generator: Generator,
+    grader: Grader,
+    requests: list[Request],
+    golds: list[str],
+    params: SamplingParams,
+    on_progress: ProgressFn | None = None,
+    timings: dict[str, float] | None = None,
+) -> list[list[Graded]]:
     """Generate every request's samples and grade each against its request's gold answer, in one
     grading batch (the pool is fastest fed all at once); the result keeps the requests' shape.
     `timings` (if given) accumulates `generate_s` and `grade_s`."""
@@ -123,10 +134,21 @@ def build_generator(model: ModelConfig, path: str, adapter: str | None) -> Gener
 
         if adapter:
             raise ValueError("model.adapter: merge the adapter into a checkpoint before using the vllm engine")
-        return VLLMGenerator(resolve_model_path(path), tensor_parallel_size=model.tensor_parallel_size,
-                             gpu_memory_utilization=model.gpu_memory_utilization, max_model_len=model.max_model_len,
-                             dtype=model.dtype, chat_template_kwargs=model.chat_template_kwargs)
+        return VLLMGenerator(
+            resolve_model_path(path),
+            tensor_parallel_size=model.tensor_parallel_size,
+            gpu_memory_utilization=model.gpu_memory_utilization,
+            max_model_len=model.max_model_len,
+            dtype=model.dtype,
+            chat_template_kwargs=model.chat_template_kwargs,
+        )
     from intrain.engines.hf import HFGenerator
 
-    return HFGenerator.load(path, device=model.device, dtype=model.dtype, adapter=adapter,
-                            batch_size=model.batch_size, chat_template_kwargs=model.chat_template_kwargs)
+    return HFGenerator.load(
+        path,
+        device=model.device,
+        dtype=model.dtype,
+        adapter=adapter,
+        batch_size=model.batch_size,
+        chat_template_kwargs=model.chat_template_kwargs,
+    )

@@ -21,18 +21,25 @@ def run(ctx: RunContext, label: str = "base", model_path: str | None = None, ada
     """Evaluate `model_path` (+ `adapter`; default: the configured policy) under the name `label`."""
     cfg = ctx.config
     target = {"path": model_path or cfg.model.path, "adapter": adapter if model_path else cfg.model.adapter}
-    stage = ctx.open_stage(stage_name(label), fingerprints.EVAL, target=target,
-                           target_producer=fingerprints.producer_hash(model_path))
+    stage = ctx.open_stage(
+        stage_name(label), fingerprints.EVAL, target=target, target_producer=fingerprints.producer_hash(model_path)
+    )
     if stage.complete:
         return stage
     problems = ctx.problems("eval")
     generator = ctx.generator(cfg.model, model_path, adapter)
-    timings = write_rollouts(stage, problems, cfg.data.prompt_template, cfg.eval, generator, ctx.grader,
-                             f"eval {label}")
+    timings = write_rollouts(
+        stage, problems, cfg.data.prompt_template, cfg.eval, generator, ctx.grader, f"eval {label}"
+    )
     rollouts = stage.records(Rollout)
     metrics = summarize(rollouts, cfg.eval.ks)
-    metrics.update(label=label, model=target, samples_per_problem=cfg.eval.n,
-                   temperature=cfg.eval.temperature, max_tokens=cfg.eval.max_tokens)
+    metrics.update(
+        label=label,
+        model=target,
+        samples_per_problem=cfg.eval.n,
+        temperature=cfg.eval.temperature,
+        max_tokens=cfg.eval.max_tokens,
+    )
     stage.write_json("eval.json", metrics)
     stage.write_text("eval.md", markdown_table({label: metrics}, cfg.eval.ks))
     stage.finish({"problems": len(problems), "rollouts": len(rollouts)}, timings)
@@ -74,8 +81,15 @@ def markdown_table(results: dict[str, dict[str, Any]], ks: list[int]) -> str:
         if len(metrics["by_source"]) > 1:
             blocks += list(metrics["by_source"].items())
         for source, m in blocks:
-            cells = [label, source, str(m["problems"]), f"{m['avg@n']:.3f}",
-                     *[f"{m[f'pass@{k}']:.3f}" if f"pass@{k}" in m else "-" for k in ks],
-                     f"{m['no_answer_rate']:.3f}", f"{m['truncation_rate']:.3f}", f"{m['mean_completion_tokens']:.0f}"]
+            cells = [
+                label,
+                source,
+                str(m["problems"]),
+                f"{m['avg@n']:.3f}",
+                *[f"{m[f'pass@{k}']:.3f}" if f"pass@{k}" in m else "-" for k in ks],
+                f"{m['no_answer_rate']:.3f}",
+                f"{m['truncation_rate']:.3f}",
+                f"{m['mean_completion_tokens']:.0f}",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -58,7 +58,8 @@ def run(ctx: RunContext) -> Stage:
             progress.advance(len(shard))
     results = stage.records(FilterResult)
     counts: dict[str, Any] = {
-        "candidates": len(candidates), "kept": sum(r.kept for r in results),
+        "candidates": len(candidates),
+        "kept": sum(r.kept for r in results),
         "continuations": sum(r.continuations for r in results),
         "continuations_correct": sum(r.continuations_correct for r in results),
         "problems_covered": len({r.problem_id for r in results if r.kept}),
@@ -70,32 +71,64 @@ def run(ctx: RunContext) -> Stage:
     return stage
 
 
-def filter_shard(proposals: list[Proposal], generator: Generator | None, grader: Grader, fcfg: FilterConfig,
-                 prompt_template: str, shard: int) -> list[FilterResult]:
+def filter_shard(
+    proposals: list[Proposal],
+    generator: Generator | None,
+    grader: Grader,
+    fcfg: FilterConfig,
+    prompt_template: str,
+    shard: int,
+) -> list[FilterResult]:
     def result(p: Proposal, **fields: Any) -> FilterResult:
         return FilterResult(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Proposal)}, **fields)
 
     if generator is None:  # the filter is disabled: every candidate is kept
         return [result(p, kept=True) for p in proposals]
-    guided = continue_prefixes(generator, grader, [Continuation(p.problem, p.answer, p.guided_prefix or "")
-                                                   for p in proposals],
-                               fcfg, prompt_template, shard, early_stop=not fcfg.diagnose)
+    guided = continue_prefixes(
+        generator,
+        grader,
+        [Continuation(p.problem, p.answer, p.guided_prefix or "") for p in proposals],
+        fcfg,
+        prompt_template,
+        shard,
+        early_stop=not fcfg.diagnose,
+    )
     original: list[ContinuationCounts | None] = [None] * len(proposals)
     if fcfg.diagnose:
-        original = list(continue_prefixes(generator, grader, [Continuation(p.problem, p.answer,
-                                                                           p.original_step_prefix or "")
-                                                              for p in proposals],
-                                          fcfg, prompt_template, shard + 1_000_000, early_stop=False))
+        original = list(
+            continue_prefixes(
+                generator,
+                grader,
+                [Continuation(p.problem, p.answer, p.original_step_prefix or "") for p in proposals],
+                fcfg,
+                prompt_template,
+                shard + 1_000_000,
+                early_stop=False,
+            )
+        )
     return [
-        result(p, continuations=g.sampled, continuations_correct=g.correct, kept=g.correct >= fcfg.min_correct,
-               example_continuation=g.example, original_continuations=o.sampled if o else None,
-               original_correct=o.correct if o else None)
+        result(
+            p,
+            continuations=g.sampled,
+            continuations_correct=g.correct,
+            kept=g.correct >= fcfg.min_correct,
+            example_continuation=g.example,
+            original_continuations=o.sampled if o else None,
+            original_correct=o.correct if o else None,
+        )
         for p, g, o in zip(proposals, guided, original)
     ]
 
 
-def continue_prefixes(generator: Generator, grader: Grader, items: list[Continuation], fcfg: FilterConfig,
-                      prompt_template: str, shard: int, early_stop: bool) -> list[ContinuationCounts]:
+def continue_prefixes(
+    generator: Generator,
+    grader: Grader,
+    items: list[Continuation],
+    fcfg: FilterConfig,
+    prompt_template: str,
+    shard: int,
+    early_stop: bool,
+) -> list[ContinuationCounts]:
     """Continue each item's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`; with `early_stop`,
     an item stops once `fcfg.min_correct` is reached or out of reach."""
     counts = [ContinuationCounts() for _ in items]
@@ -112,9 +145,14 @@ def continue_prefixes(generator: Generator, grader: Grader, items: list[Continua
     wave = 0
     while todo := open_rows():
         requests = [
-            Request(messages=[*user_message(prompt_template, items[i].problem),
-                              {"role": "assistant", "content": items[i].prefix}],
-                    continue_final=True, n=min(fcfg.wave_size, fcfg.n - counts[i].sampled))
+            Request(
+                messages=[
+                    *user_message(prompt_template, items[i].problem),
+                    {"role": "assistant", "content": items[i].prefix},
+                ],
+                continue_final=True,
+                n=min(fcfg.wave_size, fcfg.n - counts[i].sampled),
+            )
             for i in todo
         ]
         params = sampling_params(fcfg, shard, seed=shard_seed(fcfg.seed + wave, shard))
@@ -136,5 +174,10 @@ def diagnose_summary(results: list[FilterResult]) -> dict[str, Any]:
     acc_i = sum(r.continuations_correct for r in results) / max(1, sum(r.continuations for r in results))
     cov_o = len({r.problem_id for r in results if (r.original_correct or 0) > 0})
     acc_o = sum(r.original_correct or 0 for r in results) / max(1, sum(r.original_continuations or 0 for r in results))
-    return {"diagnose_problems": len(problems), "intervention_coverage": cov_i, "intervention_accuracy": acc_i,
-            "original_step_coverage": cov_o, "original_step_accuracy": acc_o}
+    return {
+        "diagnose_problems": len(problems),
+        "intervention_coverage": cov_i,
+        "intervention_accuracy": acc_i,
+        "original_step_coverage": cov_o,
+        "original_step_accuracy": acc_o,
+    }

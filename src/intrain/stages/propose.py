@@ -20,8 +20,14 @@ from intrain.config import ProposeConfig, ProposerConfig
 from intrain.data import DataError, Problem
 from intrain.data.arithmetic import ARITHMETIC_SOURCE
 from intrain.engines.base import Generator, Request
-from intrain.interventions import (STATUSES, guided_prefix, leaks_answer, mark_not_first, original_step_prefix,
-                                  parse_intervention)
+from intrain.interventions import (
+    STATUSES,
+    guided_prefix,
+    leaks_answer,
+    mark_not_first,
+    original_step_prefix,
+    parse_intervention,
+)
 from intrain.models import load_tokenizer
 from intrain.progress import StageProgress, console
 from intrain.prompts import ProposerTemplate, load_template, solve_messages, verify_prompt
@@ -29,8 +35,8 @@ from intrain.records import Proposal, Rollout
 from intrain.stages import sample
 from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
 from intrain.steps import Substep, split_substeps
-from intrain.truth.oracle import oracle_intervention
 from intrain.store import Stage, read_stage_records
+from intrain.truth.oracle import oracle_intervention
 
 NAME = "propose"
 
@@ -71,8 +77,11 @@ def run(ctx: RunContext) -> Stage:
             timings["generate_s"] += time.time() - t0
         timings["tokens"] = progress.tokens
     proposals = stage.records(Proposal)
-    counts: dict[str, Any] = {"failed_attempts": len(attempts), "proposals": len(proposals),
-                              "truncated_prompts": sum(p.truncated for p in proposals)}
+    counts: dict[str, Any] = {
+        "failed_attempts": len(attempts),
+        "proposals": len(proposals),
+        "truncated_prompts": sum(p.truncated for p in proposals),
+    }
     for status in STATUSES:
         counts[status] = sum(p.status == status for p in proposals)
     stage.finish(counts, {k: round(v, 2) for k, v in timings.items()})
@@ -92,8 +101,15 @@ def proposer_generator(ctx: RunContext, proposer: ProposerConfig) -> Generator:
     return OpenAIGenerator(proposer.base_url, proposer.name)
 
 
-def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer: Generator, tokenizer: Any,
-                  ctx: RunContext, shard: int, progress: StageProgress) -> list[Proposal]:
+def propose_shard(
+    attempts: list[Rollout],
+    template: ProposerTemplate,
+    proposer: Generator,
+    tokenizer: Any,
+    ctx: RunContext,
+    shard: int,
+    progress: StageProgress,
+) -> list[Proposal]:
     pcfg = ctx.config.propose
     substeps = [split_substeps(a.completion, pcfg.separator) for a in attempts]
     histories: list[list[dict[str, str]]] = [[] for _ in attempts]
@@ -107,16 +123,38 @@ def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer:
             solve_outputs[i] = out[0].text
             histories[i] = [*(request.messages or []), {"role": "assistant", "content": out[0].text}]
     prompts = [
-        verify_prompt(template, tokenizer, problem=a.problem, reference_solution=a.reference_solution,
-                      answer=a.answer, substeps=steps, max_tokens=pcfg.max_prompt_tokens, history=history)
+        verify_prompt(
+            template,
+            tokenizer,
+            problem=a.problem,
+            reference_solution=a.reference_solution,
+            answer=a.answer,
+            substeps=steps,
+            max_tokens=pcfg.max_prompt_tokens,
+            history=history,
+        )
         for a, steps, history in zip(attempts, substeps, histories)
     ]
-    outputs = proposer.generate([Request(messages=p.messages, n=pcfg.n) for p in prompts],
-                                sampling_params(pcfg, shard), on_progress=progress.advance)
+    outputs = proposer.generate(
+        [Request(messages=p.messages, n=pcfg.n) for p in prompts],
+        sampling_params(pcfg, shard),
+        on_progress=progress.advance,
+    )
     proposals = [
-        to_proposal(attempt, proposal_index, completion.text, completion.finish_reason, steps, prompt.shown_substeps,
-                    prompt.truncated, solve_output, pcfg)
-        for attempt, steps, prompt, solve_output, completions in zip(attempts, substeps, prompts, solve_outputs, outputs)
+        to_proposal(
+            attempt,
+            proposal_index,
+            completion.text,
+            completion.finish_reason,
+            steps,
+            prompt.shown_substeps,
+            prompt.truncated,
+            solve_output,
+            pcfg,
+        )
+        for attempt, steps, prompt, solve_output, completions in zip(
+            attempts, substeps, prompts, solve_outputs, outputs
+        )
         for proposal_index, completion in enumerate(completions)
     ]
     if pcfg.per_attempt == "first_ok":
@@ -124,8 +162,17 @@ def propose_shard(attempts: list[Rollout], template: ProposerTemplate, proposer:
     return proposals
 
 
-def to_proposal(attempt: Rollout, proposal_index: int, output: str, finish_reason: str, steps: list[Substep],
-                shown_substeps: int, truncated: bool, solve_output: str | None, pcfg: ProposeConfig) -> Proposal:
+def to_proposal(
+    attempt: Rollout,
+    proposal_index: int,
+    output: str,
+    finish_reason: str,
+    steps: list[Substep],
+    shown_substeps: int,
+    truncated: bool,
+    solve_output: str | None,
+    pcfg: ProposeConfig,
+) -> Proposal:
     """Parse one proposer output into a Proposal with its status and prefixes."""
     # Locations beyond what the proposer was shown cannot be trusted.
     parsed = parse_intervention(output, shown_substeps)
@@ -137,12 +184,25 @@ def to_proposal(attempt: Rollout, proposal_index: int, output: str, finish_reaso
         if pcfg.leak_filter and leaks_answer(parsed.content, attempt.answer, mode=pcfg.leak_mode):
             status = "leak"
     return Proposal(
-        problem_id=attempt.problem_id, attempt_id=attempt.attempt_id, proposal_index=proposal_index,
-        source=attempt.source, problem=attempt.problem, answer=attempt.answer,
-        reference_solution=attempt.reference_solution, attempt=attempt.completion, num_substeps=len(steps),
-        shown_substeps=shown_substeps, truncated=truncated, solve_output=solve_output, proposer_output=output,
-        proposer_finish_reason=finish_reason, status=status, content=parsed.content, location=parsed.location,
-        guided_prefix=guided, original_step_prefix=original,
+        problem_id=attempt.problem_id,
+        attempt_id=attempt.attempt_id,
+        proposal_index=proposal_index,
+        source=attempt.source,
+        problem=attempt.problem,
+        answer=attempt.answer,
+        reference_solution=attempt.reference_solution,
+        attempt=attempt.completion,
+        num_substeps=len(steps),
+        shown_substeps=shown_substeps,
+        truncated=truncated,
+        solve_output=solve_output,
+        proposer_output=output,
+        proposer_finish_reason=finish_reason,
+        status=status,
+        content=parsed.content,
+        location=parsed.location,
+        guided_prefix=guided,
+        original_step_prefix=original,
     )
 
 
@@ -150,8 +210,10 @@ def check_ground_truth(attempts: list[Rollout]) -> None:
     """The oracle needs ground truth, which only the arithmetic family has."""
     other = sorted({a.source for a in attempts if a.source != ARITHMETIC_SOURCE})
     if other:
-        raise DataError(f"propose.proposer.kind=oracle: only the arithmetic family has ground truth; the data has "
-                        f"source(s) {', '.join(other)}")
+        raise DataError(
+            f"propose.proposer.kind=oracle: only the arithmetic family has ground truth; the data has "
+            f"source(s) {', '.join(other)}"
+        )
 
 
 def oracle_shard(attempts: list[Rollout], ctx: RunContext, shard: int) -> list[Proposal]:
@@ -162,11 +224,25 @@ def oracle_shard(attempts: list[Rollout], ctx: RunContext, shard: int) -> list[P
     proposals = []
     for attempt in attempts:
         steps = split_substeps(attempt.completion, pcfg.separator)
-        problem = Problem(id=attempt.problem_id, problem=attempt.problem, answer=attempt.answer,
-                          reference_solution=attempt.reference_solution, source=attempt.source)
+        problem = Problem(
+            id=attempt.problem_id,
+            problem=attempt.problem,
+            answer=attempt.answer,
+            reference_solution=attempt.reference_solution,
+            source=attempt.source,
+        )
         for proposal_index in range(pcfg.n):
-            output = oracle_intervention(problem, attempt.completion, rng, pcfg.proposer.location_noise,
-                                         pcfg.proposer.content_noise, pcfg.separator) or ""
+            output = (
+                oracle_intervention(
+                    problem,
+                    attempt.completion,
+                    rng,
+                    pcfg.proposer.location_noise,
+                    pcfg.proposer.content_noise,
+                    pcfg.separator,
+                )
+                or ""
+            )
             proposals.append(to_proposal(attempt, proposal_index, output, "stop", steps, len(steps), False, None, pcfg))
     if pcfg.per_attempt == "first_ok":
         mark_not_first(proposals)

@@ -31,20 +31,37 @@ def run(ctx: RunContext) -> Stage:
             if stage.has_shard(index):
                 progress.advance(len(shard))
                 continue
-            requests = [Request(messages=[{"role": "user", "content": render_reflection(
-                a.problem, a.reference_solution, a.completion)}]) for a in shard]
+            requests = [
+                Request(
+                    messages=[
+                        {"role": "user", "content": render_reflection(a.problem, a.reference_solution, a.completion)}
+                    ]
+                )
+                for a in shard
+            ]
             params = sampling_params(cfg.propose, index, max_tokens=cfg.sample.max_tokens)
-            graded = generate_graded(generator, ctx.grader, requests, [a.answer for a in shard], params,
-                                     on_progress=progress.advance)
+            graded = generate_graded(
+                generator, ctx.grader, requests, [a.answer for a in shard], params, on_progress=progress.advance
+            )
             reflections = [
-                Reflection(problem_id=a.problem_id, attempt_id=a.attempt_id, problem=a.problem, answer=a.answer,
-                           reflection=g.completion.text, correct=g.verdict.correct, reason=g.verdict.reason)
+                Reflection(
+                    problem_id=a.problem_id,
+                    attempt_id=a.attempt_id,
+                    problem=a.problem,
+                    answer=a.answer,
+                    reflection=g.completion.text,
+                    correct=g.verdict.correct,
+                    reason=g.verdict.reason,
+                )
                 for a, (g,) in zip(shard, graded)
             ]
             stage.write_records(index, reflections, Reflection)
     reflections = stage.records(Reflection)
-    counts = {"failed_attempts": len(attempts), "reflections": len(reflections),
-              "correct": sum(r.correct for r in reflections)}
+    counts = {
+        "failed_attempts": len(attempts),
+        "reflections": len(reflections),
+        "correct": sum(r.correct for r in reflections),
+    }
     stage.finish(counts)
     console.print(f"reflect: {counts}")
     return stage

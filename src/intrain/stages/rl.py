@@ -52,8 +52,14 @@ HINT_HEADER = "\n\nHere is the beginning of a solution:\n"
 HINT_ID_SUFFIX = "#hint"
 
 
-def run(ctx: RunContext, label: str = NAME, init_model: str | None = None, init_adapter: str | None = None,
-        hint_share: float | None = None, seed: int | None = None) -> Stage:
+def run(
+    ctx: RunContext,
+    label: str = NAME,
+    init_model: str | None = None,
+    init_adapter: str | None = None,
+    hint_share: float | None = None,
+    seed: int | None = None,
+) -> Stage:
     """GRPO from `init_model` (+ `init_adapter`), or by default from the configured policy
     (`model.path` + `model.adapter`), on the problems `rl.data` names; writes the stage folder `label`.
     `hint_share` and `seed` override `rl.hint_share` and `rl.seed` for this call (`intrain compare`)."""
@@ -72,9 +78,14 @@ def run(ctx: RunContext, label: str = NAME, init_model: str | None = None, init_
         init_model, init_adapter = cfg.model.path, cfg.model.adapter
     # 'covered' reads the filter stage, whose fingerprint enters ours: it must be finished before we open.
     problems = covered_problems(ctx) if rl.data == "covered" else None
-    stage = ctx.open_stage(label, fingerprints.rl_inputs(rl), cfg.model_copy(update={"rl": rl}),
-                           init_model=init_model, init_adapter=init_adapter,
-                           init_producer=fingerprints.producer_hash(init_model))
+    stage = ctx.open_stage(
+        label,
+        fingerprints.rl_inputs(rl),
+        cfg.model_copy(update={"rl": rl}),
+        init_model=init_model,
+        init_adapter=init_adapter,
+        init_producer=fingerprints.producer_hash(init_model),
+    )
     if stage.complete:
         return stage
 
@@ -82,8 +93,10 @@ def run(ctx: RunContext, label: str = NAME, init_model: str | None = None, init_
         problems = training_problems(ctx, rl)
     rows = build_prompts(problems, cfg.data.prompt_template, rl)
     if rl.hint_share > 0 and not any(r["hinted"] for r in rows):
-        console.print(f"[yellow]{label}: hint_share={rl.hint_share} but no problem has a reference solution of at "
-                      f"least {rl.hint_steps + 1} steps for a guided copy; this is plain RL")
+        console.print(
+            f"[yellow]{label}: hint_share={rl.hint_share} but no problem has a reference solution of at "
+            f"least {rl.hint_steps + 1} steps for a guided copy; this is plain RL"
+        )
     # Release the sampling engine first: one copy of the model at a time.
     ctx.release_generators()
     result = train_grpo(rows, rl, cfg.model, init_model, init_adapter, stage.path, CorrectnessReward(ctx.grader))
@@ -101,8 +114,9 @@ def run(ctx: RunContext, label: str = NAME, init_model: str | None = None, init_
         "resumed_from_step": result["resumed_from_step"],
         "vllm": result["vllm"],
     }
-    stage.finish(counts, model=result["path"], init_model=init_model, init_adapter=init_adapter,
-                 rl_data=describe_data(rl))
+    stage.finish(
+        counts, model=result["path"], init_model=init_model, init_adapter=init_adapter, rl_data=describe_data(rl)
+    )
     console.print(f"{label}: {counts}")
     return stage
 
@@ -142,8 +156,14 @@ def build_prompts(problems: list[Problem], prompt_template: str, rl: RLConfig) -
     hinted = hinted_problem_ids(problems, rl.hint_share, rl.hint_steps, rl.seed)
     rows = []
     for p in problems:
-        rows.append({"prompt": user_message(prompt_template, p.problem), "answer": p.answer, "problem_id": p.id,
-                     "hinted": False})
+        rows.append(
+            {
+                "prompt": user_message(prompt_template, p.problem),
+                "answer": p.answer,
+                "problem_id": p.id,
+                "hinted": False,
+            }
+        )
         if p.id in hinted:
             guided = user_message(prompt_template, p.problem)
             guided[0]["content"] += HINT_HEADER + hint_text(p.reference_solution, rl.hint_steps)
@@ -172,11 +192,18 @@ def covered_problems(ctx: RunContext) -> list[Problem]:
     seen: dict[str, Problem] = {}
     for r in read_stage_records(ctx.run_dir, filter_stage.NAME, FilterResult):
         if r.kept and r.problem_id not in seen:
-            seen[r.problem_id] = Problem(id=r.problem_id, problem=r.problem, answer=r.answer,
-                                         reference_solution=r.reference_solution, source=r.source)
+            seen[r.problem_id] = Problem(
+                id=r.problem_id,
+                problem=r.problem,
+                answer=r.answer,
+                reference_solution=r.reference_solution,
+                source=r.source,
+            )
     if not seen:
-        raise DataError(f"rl.data: covered: the filter stage in {ctx.run_dir} kept no intervention, so no problem "
-                        "is covered; train RL on data.train (rl.data: null) or on a source instead")
+        raise DataError(
+            f"rl.data: covered: the filter stage in {ctx.run_dir} kept no intervention, so no problem "
+            "is covered; train RL on data.train (rl.data: null) or on a source instead"
+        )
     return list(seen.values())
 
 
@@ -207,5 +234,5 @@ def _mean_last(records: list[dict[str, Any]], key: str, share: float) -> float |
         return None
     by_step = {r["step"]: r for r in records}  # a step logged twice (resume) counts once
     ordered = [by_step[s] for s in sorted(by_step)]
-    tail = ordered[-max(1, math.ceil(share * len(ordered))):]
+    tail = ordered[-max(1, math.ceil(share * len(ordered))) :]
     return _mean([r.get(key) for r in tail])

@@ -17,12 +17,18 @@ def run(ctx: RunContext) -> Stage:
     if stage.complete:
         return stage
     problems = ctx.problems("train")
-    timings = write_rollouts(stage, problems, cfg.data.prompt_template, cfg.sample, ctx.generator(cfg.model),
-                             ctx.grader, "sample")
+    timings = write_rollouts(
+        stage, problems, cfg.data.prompt_template, cfg.sample, ctx.generator(cfg.model), ctx.grader, "sample"
+    )
     rollouts = stage.records(Rollout)
-    stage.finish({
-        "problems": len(problems), "rollouts": len(rollouts),
-        "correct": sum(r.correct for r in rollouts), "failed": sum(not r.correct for r in rollouts),
-        "truncated": sum(r.finish_reason == "length" for r in rollouts),
-    }, timings)
+    stage.finish(
+        {
+            "problems": len(problems),
+            "rollouts": len(rollouts),
+            "correct": sum(r.correct for r in rollouts),
+            "failed": sum(not r.correct for r in rollouts),
+            "truncated": sum(r.finish_reason == "length" for r in rollouts),
+        },
+        timings,
+    )
     return stage

@@ -40,8 +40,10 @@ def run(ctx: RunContext) -> Stage:
     kept = [r for r in read_stage_records(ctx.run_dir, filter_stage.NAME, FilterResult) if r.kept]
     if ctx.config.sft.max_rows is not None and len(kept) > ctx.config.sft.max_rows:
         chosen = subsample_rows(kept, ctx.config.sft.max_rows, ctx.config.sft.seed)
-        console.print(f"{NAME}: sft.max_rows={ctx.config.sft.max_rows}: {len(chosen)} of {len(kept)} kept rows, "
-                      f"{len({r.problem_id for r in chosen})} of {len({r.problem_id for r in kept})} problems")
+        console.print(
+            f"{NAME}: sft.max_rows={ctx.config.sft.max_rows}: {len(chosen)} of {len(kept)} kept rows, "
+            f"{len({r.problem_id for r in chosen})} of {len({r.problem_id for r in kept})} problems"
+        )
         kept = chosen
     targets = [Target(r.problem_id, r.problem, r.guided_prefix or "") for r in kept]
     return train_stage(ctx, NAME, fingerprints.SFT, targets, close_turn=False)
@@ -79,10 +81,17 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
         return stage
     if not stage.has_shard(0):
         tokenizer = load_tokenizer(cfg.model.path)
-        examples = [SFTExample(problem_id=t.problem_id, problem=t.problem, target=t.text,
-                               **sft_row(tokenizer, cfg.data.prompt_template, t.problem, t.text, close_turn,
-                                         cfg.model.chat_template_kwargs))
-                    for t in targets]
+        examples = [
+            SFTExample(
+                problem_id=t.problem_id,
+                problem=t.problem,
+                target=t.text,
+                **sft_row(
+                    tokenizer, cfg.data.prompt_template, t.problem, t.text, close_turn, cfg.model.chat_template_kwargs
+                ),
+            )
+            for t in targets
+        ]
         stage.write_records(0, examples, SFTExample)
     rows = stage.records(SFTExample)
     usable = [r for r in rows if len(r.input_ids) <= cfg.sft.max_length]
@@ -93,8 +102,14 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
         return stage
     # Release the sampling engine first: a laptop holds one copy of the model at a time.
     ctx.release_generators()
-    result = train_sft([{"input_ids": r.input_ids, "labels": r.labels} for r in usable], cfg.model, cfg.sft,
-                       cfg.model.path, cfg.model.adapter, stage.path)
+    result = train_sft(
+        [{"input_ids": r.input_ids, "labels": r.labels} for r in usable],
+        cfg.model,
+        cfg.sft,
+        cfg.model.path,
+        cfg.model.adapter,
+        stage.path,
+    )
     counts.update(steps=result["steps"], first_loss=result["first_loss"], last_loss=result["last_loss"])
     stage.finish(counts, model=result["path"])
     console.print(f"{label}: {counts}")

@@ -15,8 +15,9 @@ def num_processes() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def trainer_args(cfg: SFTConfig | RLConfig, output_dir: Path, device: str, per_device: int,
-                 accumulation: int) -> dict[str, Any]:
+def trainer_args(
+    cfg: SFTConfig | RLConfig, output_dir: Path, device: str, per_device: int, accumulation: int
+) -> dict[str, Any]:
     """TrainingArguments fields common to both trainers, from the fields SFTConfig and RLConfig share.
 
     A checkpoint every `cfg.save_steps` optimizer steps (the last two kept), one log entry per step,

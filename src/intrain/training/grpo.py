@@ -65,21 +65,28 @@ def batch_layout(rl: RLConfig, world_size: int = 1) -> tuple[int, int]:
     total = rl.prompts_per_step * rl.group_size
     per_device = rl.per_device_batch_size or rl.group_size
     if total % (per_device * world_size):
-        raise ValueError(f"prompts_per_step x group_size ({total}) is not divisible by per_device_batch_size "
-                         f"({per_device}) x processes ({world_size})")
+        raise ValueError(
+            f"prompts_per_step x group_size ({total}) is not divisible by per_device_batch_size "
+            f"({per_device}) x processes ({world_size})"
+        )
     return per_device, total // (per_device * world_size)
 
 
-def grpo_args(rl: RLConfig, model: ModelConfig, output_dir: Path, device: str, use_vllm: bool = False,
-              world_size: int = 1):
+def grpo_args(
+    rl: RLConfig, model: ModelConfig, output_dir: Path, device: str, use_vllm: bool = False, world_size: int = 1
+):
     """The TRL GRPOConfig of the paper's recipe for `rl`."""
     from trl import GRPOConfig
 
     per_device, accumulation = batch_layout(rl, world_size)
     extra: dict[str, Any] = {}
     if use_vllm:
-        extra.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
-                     vllm_max_model_length=model.max_model_len)
+        extra.update(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
+            vllm_max_model_length=model.max_model_len,
+        )
     return GRPOConfig(
         **trainer_args(rl, output_dir, device, per_device, accumulation),
         max_steps=rl.steps,
@@ -105,8 +112,15 @@ def grpo_args(rl: RLConfig, model: ModelConfig, output_dir: Path, device: str, u
     )
 
 
-def train_grpo(rows: list[dict[str, Any]], rl: RLConfig, model_cfg: ModelConfig, init_model: str,
-               init_adapter: str | None, output_dir: Path, reward: CorrectnessReward) -> dict[str, Any]:
+def train_grpo(
+    rows: list[dict[str, Any]],
+    rl: RLConfig,
+    model_cfg: ModelConfig,
+    init_model: str,
+    init_adapter: str | None,
+    output_dir: Path,
+    reward: CorrectnessReward,
+) -> dict[str, Any]:
     """GRPO on `rows`; logs to output_dir/log.jsonl, checkpoints to output_dir/checkpoints, resumes
     from the newest complete checkpoint, saves the final HF folder at output_dir/model."""
     import torch
@@ -128,9 +142,14 @@ def train_grpo(rows: list[dict[str, Any]], rl: RLConfig, model_cfg: ModelConfig,
     resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume else 0
     log_path = output_dir / LOG_NAME
     _trim_log(log_path, resumed_from)
-    trainer = _trainer_class()(model=model, reward_funcs=[reward], args=args,
-                               train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                               callbacks=[StepLog(log_path, reward)])
+    trainer = _trainer_class()(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[StepLog(log_path, reward)],
+    )
     # Resume (transformers Trainer._inner_training_loop / _run_epoch): Trainer reloads weights,
     # optimizer, scheduler and trainer_state (global_step, log history) from the checkpoint, starts
     # at epoch global_step // steps_per_epoch, calls set_epoch(epoch) on the sampler (our
@@ -174,9 +193,14 @@ def _trainer_class():
     class Trainer(GRPOTrainer):
         def _get_train_sampler(self, dataset=None):
             base = super()._get_train_sampler(dataset)
-            return EpochRepeatSampler(data_source=base.data_source, mini_repeat_count=base.mini_repeat_count,
-                                      batch_size=base.batch_size, repeat_count=base.repeat_count,
-                                      shuffle=base.shuffle, seed=base.seed)
+            return EpochRepeatSampler(
+                data_source=base.data_source,
+                mini_repeat_count=base.mini_repeat_count,
+                batch_size=base.batch_size,
+                repeat_count=base.repeat_count,
+                shuffle=base.shuffle,
+                seed=base.seed,
+            )
 
     return Trainer
 
@@ -202,7 +226,7 @@ def _make_step_log_class():
                 # Correct rollouts per prompt group, in sampling order (TRL keeps each group contiguous).
                 size = args.num_generations
                 ids, rewards = batch["problem_ids"], batch["rewards"]
-                record["groups"] = [[ids[i], int(sum(rewards[i:i + size]))] for i in range(0, len(ids), size)]
+                record["groups"] = [[ids[i], int(sum(rewards[i : i + size]))] for i in range(0, len(ids), size)]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
@@ -210,7 +234,7 @@ def _make_step_log_class():
     return _StepLog
 
 
-def StepLog(path: Path, reward: CorrectnessReward | None = None):  # noqa: N802 - a lazy class
+def StepLog(path: Path, reward: CorrectnessReward | None = None):
     """The log.jsonl callback (built lazily: importing transformers costs seconds)."""
     return _make_step_log_class()(path, reward)
 

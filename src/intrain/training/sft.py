@@ -19,8 +19,14 @@ from intrain.training.args import num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
 
 
-def sft_row(tokenizer, prompt_template: str, problem: str, target: str, close_turn: bool = False,
-            chat_template_kwargs: dict[str, Any] | None = None) -> dict[str, list[int]]:
+def sft_row(
+    tokenizer,
+    prompt_template: str,
+    problem: str,
+    target: str,
+    close_turn: bool = False,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> dict[str, list[int]]:
     """problem -> target as token ids, the prompt (chat template + generation prompt) loss-masked.
 
     InT rows leave the turn open (`close_turn=False`): nothing, no end-of-turn and no EOS, follows
@@ -37,17 +43,27 @@ def sft_row(tokenizer, prompt_template: str, problem: str, target: str, close_tu
 def end_of_turn_ids(tokenizer, target: str, chat_template_kwargs: dict[str, Any] | None = None) -> list[int]:
     """The tokens a chat template writes after an assistant message (e.g. `<|im_end|>\n`)."""
     marker = "\x00END-OF-TARGET\x00"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
-                                         tokenize=False, **(chat_template_kwargs or {}))
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
+        tokenize=False,
+        **(chat_template_kwargs or {}),
+    )
     if marker not in text:
         return [tokenizer.eos_token_id]
-    suffix = text[text.index(marker) + len(marker):]
+    suffix = text[text.index(marker) + len(marker) :]
     ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
     return ids or [tokenizer.eos_token_id]
 
 
-def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFTConfig, base_path: str,
-              base_adapter: str | None, output_dir: Path, merge_lora: bool = True) -> dict[str, Any]:
+def train_sft(
+    rows: list[dict[str, list[int]]],
+    model_cfg: ModelConfig,
+    sft: SFTConfig,
+    base_path: str,
+    base_adapter: str | None,
+    output_dir: Path,
+    merge_lora: bool = True,
+) -> dict[str, Any]:
     """Fine-tune `base_path` (+ merged `base_adapter`) on `rows`; save an HF folder at output_dir/model.
 
     Checkpoints go to output_dir/checkpoints every `sft.save_steps` steps and a re-run resumes from
@@ -75,10 +91,20 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     if sft.lora is not None:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=sft.lora.r, lora_alpha=sft.lora.alpha, lora_dropout=sft.lora.dropout,
-                                 target_modules=sft.lora.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
+        peft_config = LoraConfig(
+            r=sft.lora.r,
+            lora_alpha=sft.lora.alpha,
+            lora_dropout=sft.lora.dropout,
+            target_modules=sft.lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     # An explicit path, not resume_from_checkpoint=True: Trainer would pick a half-written newest folder.
     resume = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -97,7 +123,10 @@ def train_sft(rows: list[dict[str, list[int]]], model_cfg: ModelConfig, sft: SFT
     (output_dir / "train_log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
     losses = [e["loss"] for e in log if "loss" in e]
     return {
-        "path": str(target), "steps": trainer.state.global_step, "resumed": resume is not None,
+        "path": str(target),
+        "steps": trainer.state.global_step,
+        "resumed": resume is not None,
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
-        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 __all__ = ["Equation", "evaluate_expression", "find_equations"]
 
@@ -77,7 +78,7 @@ class _Parser:
     """expr := term (('+'|'-') term)* ; term := unary (('*'|'/') unary)* ;
     unary := ('+'|'-') unary | primary ; primary := NUMBER | '(' expr ')' | '[' expr ']'"""
 
-    _CLOSE = {"(": ")", "[": "]"}
+    _CLOSE: ClassVar[dict[str, str]] = {"(": ")", "[": "]"}
 
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.toks = tokens
@@ -281,9 +282,11 @@ def find_equations(text: str) -> list[Equation]:
         if k >= 0:
             prev = masked[k]
             word = re.search(r"([A-Za-z]+)$", masked[: k + 1])
-            if prev in _OP_CHARS or re.search(r"\\(?:times|cdot|div)$", masked[: k + 1]):
-                left_bad = True
-            elif masked[s] in "-\u2212" and (prev.isalnum() or prev in ")]_"):
+            if (
+                prev in _OP_CHARS
+                or re.search(r"\\(?:times|cdot|div)$", masked[: k + 1])
+                or (masked[s] in "-\u2212" and (prev.isalnum() or prev in ")]_"))
+            ):
                 left_bad = True
             elif masked[s] in "([" and k == s - 1 and (prev.isalnum() or prev in "_)]'"):
                 left_bad = True  # function application f(3) = 4
@@ -294,11 +297,11 @@ def find_equations(text: str) -> list[Equation]:
                 if j >= 0 and (masked[j].isdigit() or masked[j] in ")]"):
                     left_bad = True
         n = _next_nonspace(masked, e)
-        if n < len(masked) and (masked[n] in _OP_CHARS or masked[n] in "(["):
-            right_bad = True
-        elif n < len(masked) and masked.startswith(("\\times", "\\cdot", "\\div"), n):
-            right_bad = True
-        elif re.match(r"[ \t]*(?:mod|pmod|bmod|modulo)\b", masked[e:]):
+        if (
+            (n < len(masked) and (masked[n] in _OP_CHARS or masked[n] in "(["))
+            or (n < len(masked) and masked.startswith(("\\times", "\\cdot", "\\div"), n))
+            or re.match(r"[ \t]*(?:mod|pmod|bmod|modulo)\b", masked[e:])
+        ):
             right_bad = True
 
         # Split the chain at '=' keeping offsets (trim on the masked text, slice the original).
@@ -311,9 +314,7 @@ def find_equations(text: str) -> list[Equation]:
             seg_text = None if seg_m is None else text[seg_start : seg_start + len(seg_m)]
             segs.append((seg_text, seg_start))
             pos += len(part) + 1
-        vals = [
-            None if (not t or _DATE_RE.match(t)) else evaluate_expression(t) for t, _ in segs
-        ]
+        vals = [None if (not t or _DATE_RE.match(t)) else evaluate_expression(t) for t, _ in segs]
         if left_bad:
             vals[0] = None
         if right_bad:
@@ -328,8 +329,9 @@ def find_equations(text: str) -> list[Equation]:
                 lead_num = _LEADING_NUM_RE.match(rt)
                 if lead_num and lead_num.end() < len(rt):
                     rest = rt[lead_num.end() :].lstrip()
-                    if rest[:1] in _OP_CHARS or rest.startswith(("\\times", "\\cdot", "\\div")):
-                        if evaluate_expression(lead_num.group()) == lv:
-                            rhs, rend = lead_num.group(), rs + lead_num.end()
+                    if (rest[:1] in _OP_CHARS or rest.startswith(("\\times", "\\cdot", "\\div"))) and (
+                        evaluate_expression(lead_num.group()) == lv
+                    ):
+                        rhs, rend = lead_num.group(), rs + lead_num.end()
             out.append(Equation(lhs=lt, rhs=rhs, start=ls, end=rend))
     return out

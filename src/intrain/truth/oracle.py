@@ -48,7 +48,11 @@ _CONNECTOR_SWAPS = {
 }
 _AFTER_PREFIXES = ["", "", "So ", "Now, ", "Then, "]
 _METHODS = {
-    "+": ["by adding {b} to {a} in two parts", "by adding the tens and the ones separately", "by counting up {b} from {a}"],
+    "+": [
+        "by adding {b} to {a} in two parts",
+        "by adding the tens and the ones separately",
+        "by counting up {b} from {a}",
+    ],
     "-": ["by counting down {b} from {a}", "by subtracting the tens and the ones separately"],
     "*": ["by multiplying the tens and the ones separately and adding the parts", "by adding up {b} copies of {a}"],
 }
@@ -272,9 +276,12 @@ def oracle_intervention(
     if slip:
         shifted = _shifted_value(chain, found.operations)
         allow_negative = any(v < 0 for st in chain for v in (st.a, st.b, st.c))
-        options = [text for nudge in _NUDGES
-                   if (allow_negative or shifted + nudge >= 1)
-                   and not leaks_answer(text := _replacement_step(paras, chain, found.operations, nudge), answer)]
+        options = [
+            text
+            for nudge in _NUDGES
+            if (allow_negative or shifted + nudge >= 1)
+            and not leaks_answer(text := _replacement_step(paras, chain, found.operations, nudge), answer)
+        ]
         content = rng.choice(options) if options else content
     payload = json.dumps({"content": content, "location": location}, ensure_ascii=False)
     return f"<intervention>{payload}</intervention>"

@@ -18,7 +18,6 @@ def _standalone(number: str, text: str) -> bool:
     return re.search(rf"(?<![\d.,]){re.escape(number)}(?!\d|[.,]\d)", text) is not None
 
 
-
 # --------------------------------------------------------------------------- generation
 
 
@@ -47,7 +46,13 @@ def test_generated_problems_are_valid_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"steps": (2, 2)}, {"steps": (3, 3), "max_operand": 9}, {"max_operand": 5, "max_result": 100}, {"steps": (1, 4)}],
+    [
+        {},
+        {"steps": (2, 2)},
+        {"steps": (3, 3), "max_operand": 9},
+        {"max_operand": 5, "max_result": 100},
+        {"steps": (1, 4)},
+    ],
 )
 def test_reference_solutions_are_consistent(kwargs: dict) -> None:
     probs = generate_arithmetic(150, seed=11, **kwargs)

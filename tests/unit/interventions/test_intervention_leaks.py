@@ -74,8 +74,9 @@ MODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("content,gold,normalised,substring", [c[1:] for c in MODE_CASES],
-                         ids=[c[0] for c in MODE_CASES])
+@pytest.mark.parametrize(
+    "content,gold,normalised,substring", [c[1:] for c in MODE_CASES], ids=[c[0] for c in MODE_CASES]
+)
 def test_leak_modes_differ_where_documented(content, gold, normalised, substring):
     assert leaks_answer(content, gold) is normalised  # the default mode
     assert leaks_answer(content, gold, mode="normalised") is normalised
@@ -93,14 +94,27 @@ def test_propose_marks_leaks_with_the_configured_mode():
     from intrain.stages.propose import to_proposal
     from intrain.steps import split_substeps
 
-    attempt = Rollout(problem_id="p", source="s", problem="How many?", answer="1", reference_solution="ref",
-                      sample_index=0, completion="Step one.\n\nStep two.", completion_tokens=5, prompt_tokens=3,
-                      finish_reason="stop", correct=False, reason="wrong", extracted="2")
+    attempt = Rollout(
+        problem_id="p",
+        source="s",
+        problem="How many?",
+        answer="1",
+        reference_solution="ref",
+        sample_index=0,
+        completion="Step one.\n\nStep two.",
+        completion_tokens=5,
+        prompt_tokens=3,
+        finish_reason="stop",
+        correct=False,
+        reason="wrong",
+        extracted="2",
+    )
     steps = split_substeps(attempt.completion, "\n\n")
     output = '<intervention>\n{"content": "Split the 10 cases by parity.", "location": 2}\n</intervention>'
 
     def status(mode: str) -> str:
-        return to_proposal(attempt, 0, output, "stop", steps, len(steps), False, None,
-                           ProposeConfig(leak_mode=mode)).status
+        return to_proposal(
+            attempt, 0, output, "stop", steps, len(steps), False, None, ProposeConfig(leak_mode=mode)
+        ).status
 
     assert status("normalised") == "ok" and status("substring") == "leak"

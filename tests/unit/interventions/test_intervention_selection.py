@@ -20,8 +20,9 @@ def statuses(pairs):
 
 
 def test_first_ok_per_attempt_wins():
-    assert statuses([("1#0", "bad_json"), ("1#0", "ok"), ("1#0", "ok"), ("1#1", "ok"),
-                     ("2#0", "leak"), ("2#0", "ok")]) == ["bad_json", "ok", "not_first", "ok", "leak", "ok"]
+    assert statuses(
+        [("1#0", "bad_json"), ("1#0", "ok"), ("1#0", "ok"), ("1#1", "ok"), ("2#0", "leak"), ("2#0", "ok")]
+    ) == ["bad_json", "ok", "not_first", "ok", "leak", "ok"]
 
 
 def test_non_ok_statuses_do_not_claim_the_attempt():

@@ -6,20 +6,34 @@ from intrain.records import Rollout
 from intrain.stages.evaluate import markdown_table, summarize
 
 
-def rollout(problem_id: str, source: str, index: int, correct: bool, reason: str = "", finish: str = "stop",
-            tokens: int = 10) -> Rollout:
-    return Rollout(problem_id=problem_id, source=source, problem="p", answer="1", reference_solution="",
-                   sample_index=index, completion="", completion_tokens=tokens, prompt_tokens=3,
-                   finish_reason=finish, correct=correct, reason=reason or ("correct" if correct else "wrong"),
-                   extracted=None)
+def rollout(
+    problem_id: str, source: str, index: int, correct: bool, reason: str = "", finish: str = "stop", tokens: int = 10
+) -> Rollout:
+    return Rollout(
+        problem_id=problem_id,
+        source=source,
+        problem="p",
+        answer="1",
+        reference_solution="",
+        sample_index=index,
+        completion="",
+        completion_tokens=tokens,
+        prompt_tokens=3,
+        finish_reason=finish,
+        correct=correct,
+        reason=reason or ("correct" if correct else "wrong"),
+        extracted=None,
+    )
 
 
 def test_per_source_blocks_are_computed_on_their_own_problems():
     rollouts = [
         # source a: p1 2/4 correct, p2 0/4 (one truncated, one without an answer)
         *[rollout("p1", "a", i, i < 2) for i in range(4)],
-        rollout("p2", "a", 0, False, finish="length", tokens=30), rollout("p2", "a", 1, False, reason="no_answer"),
-        rollout("p2", "a", 2, False), rollout("p2", "a", 3, False),
+        rollout("p2", "a", 0, False, finish="length", tokens=30),
+        rollout("p2", "a", 1, False, reason="no_answer"),
+        rollout("p2", "a", 2, False),
+        rollout("p2", "a", 3, False),
         # source b: p3 4/4 correct
         *[rollout("p3", "b", i, True) for i in range(4)],
     ]

@@ -46,8 +46,9 @@ def test_deterministic_order_preserving_and_seed_dependent():
     assert len(seeds) > 1
     # Which problems a cap below the problem count picks depends on the seed, not on the input order.
     shuffled = [r for p in ["e", "c", "a", "d", "b"] for r in data if r.problem_id == p]
-    assert {r.problem_id for r in subsample_rows(shuffled, 3, seed=5)} == \
-        {r.problem_id for r in subsample_rows(data, 3, seed=5)}
+    assert {r.problem_id for r in subsample_rows(shuffled, 3, seed=5)} == {
+        r.problem_id for r in subsample_rows(data, 3, seed=5)
+    }
     assert len({frozenset(r.problem_id for r in subsample_rows(data, 3, seed=s)) for s in range(8)}) > 1
 
 
@@ -59,8 +60,15 @@ def _filter_result(problem_id: str, index: int, kept: bool) -> FilterResult:
     for f in dataclasses.fields(FilterResult):
         hint = hints[f.name]
         values[f.name] = None if type(None) in typing.get_args(hint) else neutral.get(hint)
-    values.update(problem_id=problem_id, attempt_id=f"{problem_id}#{index}", problem=f"problem {problem_id}",
-                  answer="1", status="ok", guided_prefix=f"prefix {problem_id} {index}", kept=kept)
+    values.update(
+        problem_id=problem_id,
+        attempt_id=f"{problem_id}#{index}",
+        problem=f"problem {problem_id}",
+        answer="1",
+        status="ok",
+        guided_prefix=f"prefix {problem_id} {index}",
+        kept=kept,
+    )
     return FilterResult(**values)
 
 
@@ -72,8 +80,9 @@ def test_sft_run_caps_the_kept_rows(tmp_path, monkeypatch):
     stage.write_records(0, records, FilterResult)
     stage.finish({})
     seen = {}
-    monkeypatch.setattr(sft, "train_stage", lambda ctx, label, inputs, targets, close_turn: seen.setdefault(
-        label, targets))
+    monkeypatch.setattr(
+        sft, "train_stage", lambda ctx, label, inputs, targets, close_turn: seen.setdefault(label, targets)
+    )
 
     sft.run(RunContext(Config.model_validate({"sft": {"max_rows": 6, "seed": 1}}), run))
     targets = seen.pop("sft")

@@ -103,11 +103,12 @@ def test_make_faulty_attempt_rejects_other_formats() -> None:
         make_faulty_attempt(p, random.Random(0))
 
 
-
 # --------------------------------------------------------------------------- oracle interventions
 
 EXPR = Problem(
-    "e", "Compute (12 + 7) * 3 - 43.", "14",
+    "e",
+    "Compute (12 + 7) * 3 - 43.",
+    "14",
     "First, we add: 12 + 7 = 19.\n\nNext, we multiply: 19 * 3 = 57.\n\n"
     "Finally, we subtract: 57 - 43 = 14.\n\nThe final answer is \\boxed{14}.",
     "arithmetic",
@@ -145,7 +146,9 @@ def test_oracle_points_at_the_first_error_and_parses_back() -> None:
 def test_oracle_json_round_trip_with_latex() -> None:
     r"""Backslashes (\(, \text, \neq, \times) survive json.dumps -> parse_intervention unchanged."""
     problem = Problem(
-        "latex", "Compute $(12 + 7) \\times 3 - 43$.", "14",
+        "latex",
+        "Compute $(12 + 7) \\times 3 - 43$.",
+        "14",
         "First, we add: \\(12 + 7 = 19\\) \\text{(so the sum \\neq 20)}.\n\n"
         "Next, \\(\\times\\) 3: \\(19 * 3 = 57\\).\n\nFinally, \\(57 - 43 = 14\\).\n\nThe final answer is \\boxed{14}.",
         "arithmetic",
@@ -186,8 +189,11 @@ def _within(count: int, n: int, p: float) -> bool:
 
 def test_oracle_noise_rates() -> None:
     rng = random.Random(5)
-    cases = [(p, a, *_content(oracle_intervention(p, a, random.Random(0))))
-             for p in PROBLEMS[:100] for a in _attempts(p, random.Random(p.id))]
+    cases = [
+        (p, a, *_content(oracle_intervention(p, a, random.Random(0))))
+        for p in PROBLEMS[:100]
+        for a in _attempts(p, random.Random(p.id))
+    ]
     moved = slipped = n = 0
     for _ in range(7):
         for p, attempt, clean, true_location in cases:
