@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--arms", nargs="+", choices=ARMS, help="arms to run (default: compare.arms)")
     _add_common(sub.add_parser("warmup", help="train a small proposer's verification skill (arithmetic family)"))
     lab = sub.add_parser("lab", help="controlled experiments on the arithmetic family's ground truth")
-    lab.add_argument("table", choices=["table1"], help="table1: does an intervention help a continuation?")
+    lab.add_argument(
+        "table",
+        choices=["table1", "filter-precision"],
+        help="table1: does an intervention help a continuation? filter-precision: how often is a kept "
+        "intervention right?",
+    )
     _add_common(lab)
 
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
@@ -144,9 +149,9 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
             )
         )
     elif args.command == "lab":
-        from intrain.lab import table1
+        from intrain.lab import filter_precision, table1
 
-        table1.run(ctx)
+        (table1 if args.table == "table1" else filter_precision).run(ctx)
     elif args.command in ("run", "demo"):
         pipeline.run(ctx)
     return 0

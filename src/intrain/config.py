@@ -186,6 +186,12 @@ class FilterConfig(SamplingConfig):
     diagnose: bool = Field(
         False, description="Also continue from prefix + the original erroneous step (paper Table 1)."
     )
+    verify: bool = Field(
+        False,
+        description="Families with ground truth (arithmetic): also require the guided prefix (own prefix + "
+        "intervention) to be free of errors by the ground truth, so a lucky continuation cannot keep a wrong "
+        "intervention. Data of other families is refused.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FilterConfig:
@@ -389,7 +395,17 @@ class LabConfig(Section):
 
     attempts: int = Field(60, ge=1, description="table1: failed attempts with a ground-truth first error to study.")
     n: int = Field(8, ge=1, description="table1: continuations per attempt and condition.")
-    oracle_seed: int = Field(0, description="table1: seeds the oracle's interventions.")
+    oracle_seed: int = Field(0, description="table1, filter-precision: seeds the oracle's interventions.")
+    precision_n: int = Field(
+        32, ge=1, description="filter-precision: continuations per candidate; smaller n are read off their first n."
+    )
+    precision_noise: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="filter-precision: the oracle's location noise, so that its candidates mix right and wrong "
+        "interventions whose correctness the ground truth knows.",
+    )
 
 
 class GradingConfig(Section):

@@ -106,6 +106,8 @@ LAB_TABLE1 = StageInputs(
 )
 
 # Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
+LAB_FILTER_PRECISION = StageInputs(config=LAB_TABLE1.config, upstream=("sample", "propose"))
+
 ALL_STAGES: dict[str, StageInputs] = {
     "sample": SAMPLE,
     "eval": EVAL,
@@ -120,6 +122,7 @@ ALL_STAGES: dict[str, StageInputs] = {
     "rl:source": RL_SOURCE,
     "rl:covered": RL_COVERED,
     "lab-table1": LAB_TABLE1,
+    "lab-filter-precision": LAB_FILTER_PRECISION,
 }
 
 

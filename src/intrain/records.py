@@ -121,6 +121,7 @@ class FilterResult(Proposal):
     example_continuation: str | None = doc("One correct continuation, for inspection.", None)
     original_continuations: int | None = doc("filter.diagnose: continuations from the original erroneous step.", None)
     original_correct: int | None = doc("filter.diagnose: of those, correct.", None)
+    error_free: bool | None = doc("filter.verify: the guided prefix has no error by the family's ground truth.", None)
 
 
 @dataclass
@@ -162,6 +163,18 @@ class ContinuationTrial(Record):
     correct: int = doc("Of those, correct.")
 
 
+@dataclass
+class FilterTrial(Record):
+    """One candidate intervention, its ground-truth verdict and its continuations (stage `lab-filter-precision`)."""
+
+    attempt_id: str = doc("`<problem_id>#<sample_index>` of the failed rollout.")
+    problem_id: str = doc("Problem id.")
+    proposer: str = doc("self (the propose stage's first ok proposal) or oracle (with lab.precision_noise).")
+    location: int = doc("Substep the intervention replaces.")
+    error_free: bool = doc("The ground truth finds no error in the prefix + intervention.")
+    verdicts: list[bool] = doc("Correctness of each continuation, in sampling order.")
+
+
 # Which record each stage's shards hold; `eval-*`, `sft-*` and `rl-*` stages share their kind's record.
 STAGE_RECORDS: dict[str, type[Record]] = {
     "sample": Rollout,
@@ -171,6 +184,7 @@ STAGE_RECORDS: dict[str, type[Record]] = {
     "reflect": Reflection,
     "sft / sft-<baseline>": SFTExample,
     "lab-table1": ContinuationTrial,
+    "lab-filter-precision": FilterTrial,
 }
 
 

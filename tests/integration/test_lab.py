@@ -12,7 +12,7 @@ from intrain.data import DataError
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.engines.base import Completion
 from intrain.fingerprints import SAMPLE, fingerprint
-from intrain.records import ContinuationTrial, Proposal, Rollout
+from intrain.records import ContinuationTrial, FilterTrial, Proposal, Rollout
 from intrain.stages import propose
 from intrain.stages.common import RunContext
 from intrain.steps import split_substeps
@@ -116,3 +116,39 @@ def test_oracle_proposer_writes_the_true_first_error_and_refuses_other_families(
     crafted_sample_stage(other, path, source="gsm8k")
     with pytest.raises(DataError, match=r"only the arithmetic family has ground truth.*gsm8k"):
         propose.run(RunContext(config=load_config(path), run_dir=other))
+
+
+def test_filter_precision_grid_matches_the_recorded_verdicts(tmp_path, tiny_model_dir, monkeypatch):
+    path = write_config(
+        tmp_path,
+        tiny_model_dir,
+        propose={"n": 1, "proposer": {"kind": "oracle"}},
+        lab={"attempts": 6, "precision_n": 8, "precision_noise": 0.5},
+        filter={"max_tokens": 8},
+    )
+    rollouts, errors = crafted_sample_stage(tmp_path / "run", path)
+    from intrain.stages import common
+
+    monkeypatch.setattr(
+        common, "build_generator", lambda *a, **k: Continuer(errors, {r.problem: r.answer for r in rollouts})
+    )
+    assert main(["lab", "filter-precision", path]) == 0
+    trials = read_stage_records(tmp_path / "run", "lab-filter-precision", FilterTrial)
+    assert sorted(t.proposer for t in trials) == ["oracle"] * 6 + ["self"] * 6
+    assert all(len(t.verdicts) == 8 for t in trials)
+    assert all(t.error_free for t in trials if t.proposer == "self")  # the propose stage's noiseless oracle
+    summary = json.loads((tmp_path / "run" / "lab-filter-precision" / "filter_precision.json").read_text())
+    for proposer, block in summary["proposers"].items():
+        rows = [t for t in trials if t.proposer == proposer]
+        assert [(g["n"], g["min_correct"]) for g in block["grid"]] == [(8, 1), (8, 2), (8, 4)]
+        for g in block["grid"]:
+            kept = [t for t in rows if sum(t.verdicts[: g["n"]]) >= g["min_correct"]]
+            assert g["kept"] == len(kept)
+            if kept:
+                assert g["precision"] == pytest.approx(sum(t.error_free for t in kept) / len(kept))
+            good = [t for t in rows if t.error_free]
+            if good:
+                assert g["recall"] == pytest.approx(sum(t.error_free for t in kept) / len(good))
+    # The continuer succeeds exactly when the prefix avoids the slip, so noisy oracle rows that keep the
+    # slip are both wrong by the ground truth and rejected by the filter.
+    assert any(not t.error_free for t in trials if t.proposer == "oracle")

@@ -136,3 +136,29 @@ def test_propose_rows_carry_leak_and_not_first_statuses_and_the_funnel_counts_th
     steps = dict(funnel(sample_stage.manifest()["counts"], counts, {"kept": 0}, {"sft_rows": 0}))
     assert steps["parsed"] == 3 and steps["not leaking"] == 2 and steps["first per attempt"] == 1
     ctx.close()
+
+
+def test_filter_verify_drops_a_lucky_wrong_intervention_and_names_other_families():
+    from dataclasses import replace
+
+    import pytest
+
+    from intrain.data import DataError
+    from intrain.data.arithmetic import generate_arithmetic
+
+    problem = generate_arithmetic(1, seed=3, steps=(2, 2), max_operand=10, max_result=50)[0]
+    base = replace(
+        proposal(problem.problem, problem.answer), reference_solution=problem.reference_solution, source="arithmetic"
+    )
+    right = replace(base, attempt_id="a#0", guided_prefix="Ravi has 5 * 9 = 45 stickers.\n\nThen subtract 7.")
+    wrong = replace(base, attempt_id="a#1", guided_prefix="Ravi has 5 * 9 = 44 stickers.\n\nThen subtract 7.")
+    lucky = Scripted(lambda request, index: f"\\boxed{{{problem.answer}}}")  # every continuation is correct
+    fcfg = FilterConfig(n=2, wave_size=2, min_correct=1, max_tokens=8, verify=True)
+    with Grader(workers=1, timeout_s=10) as grader:
+        results = filter_shard([right, wrong], lucky, grader, fcfg, "{problem}", shard=0)
+    assert [(r.continuations_correct, r.error_free, r.kept) for r in results] == [(2, True, True), (2, False, False)]
+    assert results[0].continuations == 2  # verification does not change the sampling
+    from intrain.stages.propose import check_ground_truth
+
+    with pytest.raises(DataError, match=r"filter\.verify: only the arithmetic family has ground truth.*gsm8k"):
+        check_ground_truth([replace(base, source="gsm8k")], "filter.verify")

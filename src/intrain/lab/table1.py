@@ -73,22 +73,14 @@ def run(ctx: RunContext) -> dict[str, Any]:
     return summary
 
 
-def build_trials(ctx: RunContext) -> list[Trial]:
-    """Every condition of the first `lab.attempts` failed attempts that have a ground-truth first error."""
+def failed_with_ground_truth(ctx: RunContext) -> list[tuple[Rollout, Problem, int]]:
+    """The first `lab.attempts` failed attempts whose true first error is known, with that location."""
     cfg = ctx.config
-    separator = cfg.propose.separator
-    propose.check_ground_truth(read_stage_records(ctx.run_dir, sample.NAME, Rollout))
-    failed = propose.failed_attempts(read_stage_records(ctx.run_dir, sample.NAME, Rollout), None)
-    self_prefix: dict[str, tuple[int, str]] = {}
-    for p in read_stage_records(ctx.run_dir, propose.NAME, Proposal):
-        if p.status == "ok" and p.attempt_id not in self_prefix:
-            assert p.location is not None and p.guided_prefix is not None
-            self_prefix[p.attempt_id] = (p.location, p.guided_prefix)
-    rng = random.Random(cfg.lab.oracle_seed)
-    trials: list[Trial] = []
-    attempts = 0
-    for attempt in failed:
-        if attempts == cfg.lab.attempts:
+    rollouts = read_stage_records(ctx.run_dir, sample.NAME, Rollout)
+    propose.check_ground_truth(rollouts, "intrain lab")
+    out: list[tuple[Rollout, Problem, int]] = []
+    for attempt in propose.failed_attempts(rollouts, None):
+        if len(out) == cfg.lab.attempts:
             break
         problem = Problem(
             id=attempt.problem_id,
@@ -97,25 +89,39 @@ def build_trials(ctx: RunContext) -> list[Trial]:
             reference_solution=attempt.reference_solution,
             source=attempt.source,
         )
-        truth = first_error(problem, attempt.completion, separator)
-        if truth.location is None:
-            continue
-        attempts += 1
+        location = first_error(problem, attempt.completion, cfg.propose.separator).location
+        if location is not None:
+            out.append((attempt, problem, location))
+    if len(out) < cfg.lab.attempts:
+        console.print(
+            f"[yellow]intrain lab: {len(out)} failed attempts with a ground-truth error, fewer than "
+            f"lab.attempts={cfg.lab.attempts}; raise data.train.size or sample.n for more"
+        )
+    return out
+
+
+def build_trials(ctx: RunContext) -> list[Trial]:
+    """Every condition of the first `lab.attempts` failed attempts that have a ground-truth first error."""
+    cfg = ctx.config
+    separator = cfg.propose.separator
+    self_prefix: dict[str, tuple[int, str]] = {}
+    for p in read_stage_records(ctx.run_dir, propose.NAME, Proposal):
+        if p.status == "ok" and p.attempt_id not in self_prefix:
+            assert p.location is not None and p.guided_prefix is not None
+            self_prefix[p.attempt_id] = (p.location, p.guided_prefix)
+    rng = random.Random(cfg.lab.oracle_seed)
+    trials: list[Trial] = []
+    for attempt, problem, location in failed_with_ground_truth(ctx):
         steps = split_substeps(attempt.completion, separator)
-        before = prefix_before(attempt.completion, steps, truth.location)
+        before = prefix_before(attempt.completion, steps, location)
         oracle = parse_intervention(
             oracle_intervention(problem, attempt.completion, rng, separator=separator) or "", len(steps)
         )
         assert oracle.status == "ok" and oracle.content is not None and oracle.location is not None, oracle
         trials += [
             Trial(attempt, "problem_only", 0, ""),
-            Trial(attempt, "prefix_only", truth.location, before + separator if before else ""),
-            Trial(
-                attempt,
-                "prefix_original",
-                truth.location,
-                original_step_prefix(attempt.completion, steps, truth.location),
-            ),
+            Trial(attempt, "prefix_only", location, before + separator if before else ""),
+            Trial(attempt, "prefix_original", location, original_step_prefix(attempt.completion, steps, location)),
             Trial(
                 attempt,
                 "prefix_oracle",
@@ -124,13 +130,8 @@ def build_trials(ctx: RunContext) -> list[Trial]:
             ),
         ]
         if attempt.attempt_id in self_prefix:
-            location, prefix = self_prefix[attempt.attempt_id]
-            trials.append(Trial(attempt, "prefix_self", location, prefix))
-    if attempts < cfg.lab.attempts:
-        console.print(
-            f"[yellow]{NAME}: {attempts} failed attempts with a ground-truth error, fewer than "
-            f"lab.attempts={cfg.lab.attempts}; raise data.train.size or sample.n for more"
-        )
+            self_location, prefix = self_prefix[attempt.attempt_id]
+            trials.append(Trial(attempt, "prefix_self", self_location, prefix))
     return trials
 
 

@@ -10,11 +10,12 @@ intervention and from the original erroneous step, for the paper's Table 1 compa
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from intrain import fingerprints
 from intrain.config import FilterConfig
+from intrain.data import Problem
 from intrain.engines.base import Generator, Request
 from intrain.grading import Grader
 from intrain.progress import StageProgress, console
@@ -22,6 +23,7 @@ from intrain.records import FilterResult, Proposal
 from intrain.stages import propose
 from intrain.stages.common import RunContext, chunks, generate_graded, sampling_params, shard_seed, user_message
 from intrain.store import Stage, read_stage_records
+from intrain.truth.arithmetic import first_error
 
 NAME = "filter"
 
@@ -40,6 +42,7 @@ class ContinuationCounts:
     sampled: int = 0
     correct: int = 0
     example: str | None = None  # one correct continuation, for inspection
+    verdicts: list[bool] = field(default_factory=list)  # in sampling order
 
 
 def run(ctx: RunContext) -> Stage:
@@ -49,6 +52,8 @@ def run(ctx: RunContext) -> Stage:
     if stage.complete:
         return stage
     candidates = [p for p in read_stage_records(ctx.run_dir, propose.NAME, Proposal) if p.status == "ok"]
+    if fcfg.verify:
+        propose.check_ground_truth(candidates, "filter.verify")
     generator = ctx.generator(cfg.model) if fcfg.enabled else None
     with StageProgress("filter", total=len(candidates)) as progress:
         for index, shard in enumerate(chunks(candidates, fcfg.shard_size)):
@@ -66,6 +71,8 @@ def run(ctx: RunContext) -> Stage:
     }
     if fcfg.diagnose and results:
         counts.update(diagnose_summary(results))
+    if fcfg.verify:
+        counts["error_free"] = sum(bool(r.error_free) for r in results)
     stage.finish(counts)
     console.print(f"filter: {counts}")
     return stage
@@ -106,18 +113,29 @@ def filter_shard(
                 early_stop=False,
             )
         )
+    error_free: list[bool | None] = [None] * len(proposals)
+    if fcfg.verify:
+        error_free = [guided_prefix_is_error_free(p) for p in proposals]
     return [
         result(
             p,
             continuations=g.sampled,
             continuations_correct=g.correct,
-            kept=g.correct >= fcfg.min_correct,
+            kept=g.correct >= fcfg.min_correct and e is not False,
+            error_free=e,
             example_continuation=g.example,
             original_continuations=o.sampled if o else None,
             original_correct=o.correct if o else None,
         )
-        for p, g, o in zip(proposals, guided, original)
+        for p, g, o, e in zip(proposals, guided, original, error_free)
     ]
+
+
+def guided_prefix_is_error_free(p: Proposal) -> bool:
+    """The family's ground truth finds no error in the attempt's prefix + the intervention."""
+    problem = Problem(id=p.problem_id, problem=p.problem, answer=p.answer, reference_solution=p.reference_solution,
+                      source=p.source)
+    return first_error(problem, p.guided_prefix or "").location is None
 
 
 def continue_prefixes(
@@ -160,6 +178,7 @@ def continue_prefixes(
         for i, samples in zip(todo, graded):
             for g in samples:
                 counts[i].sampled += 1
+                counts[i].verdicts.append(g.verdict.correct)
                 if g.verdict.correct:
                     counts[i].correct += 1
                     counts[i].example = counts[i].example or g.completion.text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from intrain import fingerprints
@@ -206,13 +207,12 @@ def to_proposal(
     )
 
 
-def check_ground_truth(attempts: list[Rollout]) -> None:
-    """The oracle needs ground truth, which only the arithmetic family has."""
-    other = sorted({a.source for a in attempts if a.source != ARITHMETIC_SOURCE})
+def check_ground_truth(rows: Sequence[Rollout | Proposal], setting: str = "propose.proposer.kind=oracle") -> None:
+    """`setting` needs ground truth, which only the arithmetic family has."""
+    other = sorted({r.source for r in rows if r.source != ARITHMETIC_SOURCE})
     if other:
         raise DataError(
-            f"propose.proposer.kind=oracle: only the arithmetic family has ground truth; the data has "
-            f"source(s) {', '.join(other)}"
+            f"{setting}: only the arithmetic family has ground truth; the data has source(s) {', '.join(other)}"
         )
 
 
