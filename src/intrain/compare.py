@@ -101,7 +101,7 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
             hint = cfg.compare.hint_share if arm == "hint_rl" else 0.0
             trained = rl.run(ctx, label=f"rl-{arm}-s{seed}", init_model=init, hint_share=hint, seed=seed)
             evaluated = evaluate.run(ctx, label=f"{arm}-s{seed}", model_path=rl.trained_model(trained))
-            entry["rl"].append(trained.manifest()["counts"])
+            entry["rl"].append(trained.counts())
             entry["eval"].append(_eval_json(evaluated))
             entry["stages"] += [trained.name, evaluated.name]
         table[arm] = entry
@@ -152,10 +152,10 @@ def mean_token_entropy(ctx: RunContext, model_path: str | None, rollouts: list[R
 
 
 def _mean_spread(values: list[float | None]) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if not values:
+    present = [v for v in values if v is not None]
+    if not present:
         return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(present), (statistics.stdev(present) if len(present) > 1 else 0.0)
 
 
 def summarize(ctx: RunContext, table: dict[str, Any], ks: list[int]) -> dict[str, Any]:

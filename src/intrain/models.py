@@ -209,7 +209,9 @@ def load_model_and_tokenizer(
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **_local_kwargs(path))
     if adapter is not None:
         model = merge_adapter(model, adapter)
-    model.to(dev)
+    # typeshed's functools._Wrapped has no __get__, so `@wraps(nn.Module.to)` on PreTrainedModel.to
+    # reads as unbound there and `dev` is taken for `self`.
+    model.to(dev)  # type: ignore[arg-type]
     model.eval()
     if getattr(model.generation_config, "pad_token_id", None) is None and tok.pad_token_id is not None:
         model.generation_config.pad_token_id = tok.pad_token_id

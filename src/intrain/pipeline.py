@@ -26,14 +26,13 @@ def run(ctx: RunContext) -> dict[str, Any]:
         # Outcome-reward RL from the InT checkpoint (or from the policy when SFT had nothing to train on).
         # Stage names match `intrain compare`'s int arm, so a comparison in the same run reuses them.
         seed = ctx.config.rl.seed
-        start = {"init_model": checkpoint} if checkpoint else {}
-        trained_rl = rl.run(ctx, label=f"rl-int-s{seed}", **start)
+        trained_rl = rl.run(ctx, label=f"rl-int-s{seed}", init_model=checkpoint or None)
         results["int-rl"] = _metrics(evaluate.run(ctx, label=f"int-s{seed}", model_path=rl.trained_model(trained_rl)))
     funnel_rows = funnel(
-        sampled.manifest()["counts"],
-        proposed.manifest()["counts"],
-        filtered.manifest()["counts"],
-        trained.manifest()["counts"],
+        sampled.counts(),
+        proposed.counts(),
+        filtered.counts(),
+        trained.counts(),
     )
     table = evaluate.markdown_table(results, ctx.config.eval.ks)
     report = "## Funnel\n\n" + funnel_markdown(funnel_rows) + "\n## Eval\n\n" + table

@@ -15,6 +15,7 @@ import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +96,13 @@ class Stage:
             return None
         return json.loads(self.manifest_path.read_text())
 
+    def counts(self) -> dict[str, Any]:
+        """The manifest's counts (empty until `finish`); a clear error if the folder has no manifest."""
+        manifest = self.manifest()
+        if manifest is None:
+            raise FileNotFoundError(f"stage '{self.name}' has no manifest in {self.path}")
+        return manifest["counts"]
+
     def _write_manifest(self, fields: dict[str, Any]) -> None:
         current = self.manifest() or {"stage": self.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         current.update(fields)
@@ -134,7 +142,7 @@ class Stage:
         pq.write_table(table, sink)
         atomic_write_bytes(self.shard_path(index), sink.getvalue().to_pybytes())
 
-    def write_records(self, index: int, records: list[Record], record: type[Record]) -> None:
+    def write_records(self, index: int, records: Sequence[Record], record: type[Record]) -> None:
         """A shard of typed records; its Parquet schema is the record's, also when the shard is empty."""
         self.write_shard(index, [r.to_row() for r in records], schema=record.schema())
 

@@ -54,7 +54,7 @@ def family_problems(n: int, seed: int, source: SourceConfig, id_prefix: str, exc
     problems = generate_arithmetic(
         n,
         seed,
-        steps=tuple(source.steps),
+        steps=source.steps,
         max_operand=source.max_operand,
         max_result=source.max_result,
         id_prefix=id_prefix,
@@ -210,7 +210,11 @@ def evaluate_proposer(
         "n": len(examples),
         "parse_rate": len(ok) / max(1, len(examples)),
         "location_accuracy": sum(r.location == ex.location for ex, r in ok) / max(1, len(examples)),
-        "leak_rate_among_parsed": sum(leaks_answer(r.content, ex.problem.answer) for ex, r in ok) / max(1, len(ok)),
+        # parse_intervention sets `content` on every "ok" result, so the `is not None` drops nothing.
+        "leak_rate_among_parsed": sum(
+            leaks_answer(r.content, ex.problem.answer) for ex, r in ok if r.content is not None
+        )
+        / max(1, len(ok)),
         "by_origin": by_origin,
         "statuses": {s: sum(r.status == s for r in parsed) for s in sorted({r.status for r in parsed})},
         "samples": [

@@ -13,10 +13,12 @@ def load_problems(source: SourceConfig, on_invalid: str = "error") -> tuple[list
     if source.kind == "file":
         from intrain.data.files import load_file
 
+        assert source.path is not None, "SourceConfig's validator requires a path for kind 'file'"
         rows, origin = load_file(source.path, source.columns, source.source), source.path
     elif source.kind == "hf":
         from intrain.data.hub import load_hf
 
+        assert source.name is not None, "SourceConfig's validator requires a name for kind 'hf'"
         rows = load_hf(source.name, source.split, source.subset, source.columns, source.source)
         origin = f"{source.name}[{source.split}]"
     elif source.kind == "champ":
@@ -29,7 +31,7 @@ def load_problems(source: SourceConfig, on_invalid: str = "error") -> tuple[list
         rows = generate_arithmetic(
             source.size,
             source.seed,
-            steps=tuple(source.steps),
+            steps=source.steps,
             max_operand=source.max_operand,
             max_result=source.max_result,
         )

@@ -240,7 +240,7 @@ class _LogprobCapture(LogitsProcessor):
     """
 
     def __init__(self) -> None:
-        self.prev = None
+        self.prev: torch.Tensor | None = None
         self.values: list[Any] = []
 
     def __call__(self, input_ids, scores):

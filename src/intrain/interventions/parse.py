@@ -494,9 +494,9 @@ def _tolerant(text: str) -> dict[str, Any] | None:
             if got is not None:
                 content, end = got
         elif text.startswith('"""', v) or text.startswith("'''", v):
-            close = text.find(text[v : v + 3], v + 3)
-            if close != -1:
-                content, end = unescape_model_string(text[v + 3 : close]), close + 3
+            triple_close = text.find(text[v : v + 3], v + 3)
+            if triple_close != -1:
+                content, end = unescape_model_string(text[v + 3 : triple_close]), triple_close + 3
         elif v < len(text) and text[v] in "\"'":
             close = _find_closer(text, v, text[v])
             if close is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -10,7 +11,7 @@ class _Selectable(Protocol):
     status: str
 
 
-def mark_not_first(proposals: list[_Selectable]) -> None:
+def mark_not_first(proposals: Sequence[_Selectable]) -> None:
     """Keep the first `ok` proposal of each attempt; later `ok` ones become `not_first`, so the
     filter spends no samples on them. Other statuses neither change nor claim the attempt."""
     seen: set[str] = set()

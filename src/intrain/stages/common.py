@@ -27,7 +27,7 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
 
 
 def sampling_params(cfg: SamplingConfig, shard: int, **overrides: Any) -> SamplingParams:
-    params = dict(
+    params: dict[str, Any] = dict(
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         top_k=cfg.top_k,

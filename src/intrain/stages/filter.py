@@ -133,8 +133,9 @@ def filter_shard(
 
 def guided_prefix_is_error_free(p: Proposal) -> bool:
     """The family's ground truth finds no error in the attempt's prefix + the intervention."""
-    problem = Problem(id=p.problem_id, problem=p.problem, answer=p.answer, reference_solution=p.reference_solution,
-                      source=p.source)
+    problem = Problem(
+        id=p.problem_id, problem=p.problem, answer=p.answer, reference_solution=p.reference_solution, source=p.source
+    )
     return first_error(problem, p.guided_prefix or "").location is None
 
 

@@ -165,8 +165,10 @@ def build_prompts(problems: list[Problem], prompt_template: str, rl: RLConfig) -
             }
         )
         if p.id in hinted:
+            hint = hint_text(p.reference_solution, rl.hint_steps)
+            assert hint is not None, f"hinted_problem_ids picked {p.id}, whose reference has no hint"
             guided = user_message(prompt_template, p.problem)
-            guided[0]["content"] += HINT_HEADER + hint_text(p.reference_solution, rl.hint_steps)
+            guided[0]["content"] += HINT_HEADER + hint
             rows.append({"prompt": guided, "answer": p.answer, "problem_id": p.id + HINT_ID_SUFFIX, "hinted": True})
     return rows
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from intrain import fingerprints
 from intrain.fingerprints import StageInputs
@@ -24,7 +24,14 @@ from intrain.store import Stage, read_stage_records
 from intrain.training.sft import sft_row, train_sft
 
 NAME = "sft"
-T = TypeVar("T")
+
+
+class _HasProblemId(Protocol):
+    @property
+    def problem_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasProblemId)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import functools
 import gc
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from intrain.config import ModelConfig, RLConfig
 from intrain.rewards import CorrectnessReward
@@ -192,7 +192,8 @@ def _trainer_class():
 
     class Trainer(GRPOTrainer):
         def _get_train_sampler(self, dataset=None):
-            base = super()._get_train_sampler(dataset)
+            # TRL annotates this as returning a Sampler; GRPOTrainer's always is a RepeatSampler.
+            base = cast(RepeatSampler, super()._get_train_sampler(dataset))
             return EpochRepeatSampler(
                 data_source=base.data_source,
                 mini_repeat_count=base.mini_repeat_count,

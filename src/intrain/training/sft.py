@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from intrain.config import ModelConfig, SFTConfig
 from intrain.engines.base import Request, render_ids
 from intrain.stages.common import user_message
 from intrain.training.args import num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 
 def sft_row(
@@ -108,14 +112,18 @@ def train_sft(
     # An explicit path, not resume_from_checkpoint=True: Trainer would pick a half-written newest folder.
     resume = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trained = trainer.model
     tokenizer.padding_side = "left"
+    # Trainer types `model` as `PreTrainedModel | nn.Module | None`; SFTTrainer holds the model it was
+    # given, wrapped in a PeftModel when it got a peft_config.
     if sft.lora is not None and not merge_lora:
         target = output_dir / "adapter"
-        trained.save_pretrained(str(target))
+        cast("PeftModel", trainer.model).save_pretrained(str(target))
     else:
+        trained: PreTrainedModel
         if sft.lora is not None:
-            trained = trained.merge_and_unload()
+            trained = cast("PeftModel", trainer.model).merge_and_unload()
+        else:
+            trained = cast("PreTrainedModel", trainer.model)
         target = output_dir / "model"
         trained.save_pretrained(str(target))
         tokenizer.save_pretrained(str(target))
