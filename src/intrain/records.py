@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
+from intrain.data.problem import Problem
+
 R = TypeVar("R", bound="Record")
 
 
@@ -58,6 +60,17 @@ def _arrow_type(hint: Any) -> tuple[pa.DataType, bool]:
     return scalar[hint], False
 
 
+def _problem_of(row: Rollout | Proposal) -> Problem:
+    """The problem a rollout or proposal row was made from (its columns carry all of it)."""
+    return Problem(
+        id=row.problem_id,
+        problem=row.problem,
+        answer=row.answer,
+        reference_solution=row.reference_solution,
+        source=row.source,
+    )
+
+
 # ------------------------------------------------------------------------------------------- rows
 
 
@@ -82,6 +95,9 @@ class Rollout(Record):
     @property
     def attempt_id(self) -> str:
         return f"{self.problem_id}#{self.sample_index}"
+
+    def as_problem(self) -> Problem:
+        return _problem_of(self)
 
 
 @dataclass
@@ -109,6 +125,9 @@ class Proposal(Record):
         "ok/leak/not_first rows: the attempt's substeps before `location` + the intervention."
     )
     original_step_prefix: str | None = doc("The substeps before `location` + the original erroneous substep.")
+
+    def as_problem(self) -> Problem:
+        return _problem_of(self)
 
 
 @dataclass

@@ -83,13 +83,7 @@ def build_candidates(ctx: RunContext) -> list[Candidate]:
         if p.status == "ok" and p.attempt_id in wanted and p.attempt_id not in seen:
             seen.add(p.attempt_id)
             assert p.location is not None and p.guided_prefix is not None
-            problem = Problem(
-                id=p.problem_id,
-                problem=p.problem,
-                answer=p.answer,
-                reference_solution=p.reference_solution,
-                source=p.source,
-            )
+            problem = p.as_problem()
             add(problem, p.attempt_id, "self", p.location, p.guided_prefix)
     for attempt, problem, _ in attempts:
         steps = split_substeps(attempt.completion, separator)

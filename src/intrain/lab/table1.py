@@ -82,13 +82,7 @@ def failed_with_ground_truth(ctx: RunContext) -> list[tuple[Rollout, Problem, in
     for attempt in propose.failed_attempts(rollouts, None):
         if len(out) == cfg.lab.attempts:
             break
-        problem = Problem(
-            id=attempt.problem_id,
-            problem=attempt.problem,
-            answer=attempt.answer,
-            reference_solution=attempt.reference_solution,
-            source=attempt.source,
-        )
+        problem = attempt.as_problem()
         location = first_error(problem, attempt.completion, cfg.propose.separator).location
         if location is not None:
             out.append((attempt, problem, location))

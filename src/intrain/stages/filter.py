@@ -15,7 +15,6 @@ from typing import Any
 
 from intrain import fingerprints
 from intrain.config import FilterConfig
-from intrain.data import Problem
 from intrain.engines.base import Generator, Request
 from intrain.grading import Grader
 from intrain.progress import StageProgress, console
@@ -133,9 +132,7 @@ def filter_shard(
 
 def guided_prefix_is_error_free(p: Proposal) -> bool:
     """The family's ground truth finds no error in the attempt's prefix + the intervention."""
-    problem = Problem(
-        id=p.problem_id, problem=p.problem, answer=p.answer, reference_solution=p.reference_solution, source=p.source
-    )
+    problem = p.as_problem()
     return first_error(problem, p.guided_prefix or "").location is None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from intrain import fingerprints
 from intrain.config import ProposeConfig, ProposerConfig
-from intrain.data import DataError, Problem
+from intrain.data import DataError
 from intrain.data.arithmetic import ARITHMETIC_SOURCE
 from intrain.engines.base import Generator, Request
 from intrain.interventions import (
@@ -224,13 +224,7 @@ def oracle_shard(attempts: list[Rollout], ctx: RunContext, shard: int) -> list[P
     proposals = []
     for attempt in attempts:
         steps = split_substeps(attempt.completion, pcfg.separator)
-        problem = Problem(
-            id=attempt.problem_id,
-            problem=attempt.problem,
-            answer=attempt.answer,
-            reference_solution=attempt.reference_solution,
-            source=attempt.source,
-        )
+        problem = attempt.as_problem()
         for proposal_index in range(pcfg.n):
             output = (
                 oracle_intervention(

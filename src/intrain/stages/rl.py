@@ -194,13 +194,7 @@ def covered_problems(ctx: RunContext) -> list[Problem]:
     seen: dict[str, Problem] = {}
     for r in read_stage_records(ctx.run_dir, filter_stage.NAME, FilterResult):
         if r.kept and r.problem_id not in seen:
-            seen[r.problem_id] = Problem(
-                id=r.problem_id,
-                problem=r.problem,
-                answer=r.answer,
-                reference_solution=r.reference_solution,
-                source=r.source,
-            )
+            seen[r.problem_id] = r.as_problem()
     if not seen:
         raise DataError(
             f"rl.data: covered: the filter stage in {ctx.run_dir} kept no intervention, so no problem "
