@@ -105,9 +105,9 @@ LAB_TABLE1 = StageInputs(
     upstream=("sample", "propose"),
 )
 
-# Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
 LAB_FILTER_PRECISION = StageInputs(config=LAB_TABLE1.config, upstream=("sample", "propose"))
 
+# Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
 ALL_STAGES: dict[str, StageInputs] = {
     "sample": SAMPLE,
     "eval": EVAL,
