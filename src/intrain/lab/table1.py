@@ -38,8 +38,6 @@ from intrain.truth.oracle import oracle_intervention
 
 NAME = "lab-table1"
 CONDITIONS = ("problem_only", "prefix_only", "prefix_original", "prefix_self", "prefix_oracle")
-# The paper's Table 1 (Qwen3-4B-Instruct-2507, 334 problems with 0/128 base success, 32 continuations).
-PAPER = {"prefix_original": "0.07% accuracy", "prefix_self": "1.56% accuracy"}
 
 
 @dataclass(frozen=True)
@@ -133,9 +131,8 @@ def continue_trials(ctx: RunContext, stage: Stage, trials: list[Trial]) -> None:
     cfg = ctx.config
     fcfg = cfg.filter.model_copy(update={"n": cfg.lab.n, "wave_size": cfg.lab.n, "min_correct": 1})
     generator = ctx.generator(cfg.model)
-    shard_size = max(1, cfg.filter.shard_size)
     with StageProgress(NAME, total=len(trials)) as progress:
-        for index, shard in enumerate(chunks(trials, shard_size)):
+        for index, shard in enumerate(chunks(trials, cfg.filter.shard_size)):
             if not stage.has_shard(index):
                 counts = continue_prefixes(
                     generator,
