@@ -415,6 +415,13 @@ class GradingConfig(Section):
 
 class OutputConfig(Section):
     run_dir: str = Field("runs/default", description="Run directory (relative paths: from the working directory).")
+    keep_checkpoints: int = Field(
+        0,
+        ge=0,
+        description="Training checkpoints (weights + optimizer state: about 50 GB each for a 4B model) left in an "
+        "SFT or RL stage's folder once the stage has completed; its final model is always kept. While a stage "
+        "trains, the newest max(1, N) are kept so that a killed run resumes.",
+    )
 
 
 class Config(Section):

@@ -25,6 +25,7 @@ from intrain.config import Config, RLConfig, SFTConfig
 NOT_STAGE_INPUTS: dict[str, str] = {
     "grading.workers": "pool size; verdicts do not depend on it",
     "output.run_dir": "where the run lives, not what it holds",
+    "output.keep_checkpoints": "how many resume points survive a completed stage, not what the stage wrote",
     "rl.enabled": "whether `intrain run` runs RL at all",
     "compare": "which arms and seeds `intrain compare` runs; each choice reaches the RL stage as an argument",
     "warmup": "read by `intrain warmup`, a one-off job that writes an adapter and its report, not a resumable stage",

@@ -22,7 +22,6 @@ from intrain.stages import rl
 from intrain.stages.common import RunContext
 from intrain.store import Stage, StageConfigChanged
 from intrain.training import grpo
-from intrain.training.checkpoints import last_complete_checkpoint
 
 LOG_KEYS = {
     "step",
@@ -141,10 +140,8 @@ def test_uninterrupted_run_outputs(uninterrupted):
     model = AutoModelForCausalLM.from_pretrained(manifest["model"])
     assert model.config.num_hidden_layers == 2
     assert (Path(manifest["model"]) / "tokenizer.json").exists()
-    # Checkpoints: one per step, the last two kept, each complete.
-    kept = sorted(p.name for p in (stage.path / "checkpoints").glob("checkpoint-*"))
-    assert kept == ["checkpoint-3", "checkpoint-4"]
-    assert last_complete_checkpoint(stage.path / "checkpoints").name == "checkpoint-4"
+    # A completed stage keeps its final model, not its resume points (output.keep_checkpoints: 0).
+    assert not (stage.path / "checkpoints").exists()
 
 
 def test_resume_continues_where_the_run_died(tiny_model_dir, tmp_path, monkeypatch, uninterrupted):
@@ -307,7 +304,7 @@ def test_hint_prompts_mix_a_guided_and_a_plain_copy():
 def test_run_passes_hint_share_and_init_model(tiny_model_dir, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(rows, rl_cfg, model_cfg, init_model, init_adapter, output_dir, reward):
+    def fake_train(rows, rl_cfg, model_cfg, init_model, init_adapter, output_dir, reward, keep_checkpoints=0):
         seen.update(rows=rows, rl=rl_cfg, init_model=init_model, init_adapter=init_adapter)
         return {"path": str(output_dir / "model"), "steps": 0, "resumed_from_step": 0, "vllm": False}
 
@@ -362,7 +359,7 @@ def _write_filter_stage(run_dir: Path, records: list[FilterResult], digest: str)
 def fake_train(monkeypatch):
     seen: dict = {}
 
-    def train(rows, rl_cfg, model_cfg, init_model, init_adapter, output_dir, reward):
+    def train(rows, rl_cfg, model_cfg, init_model, init_adapter, output_dir, reward, keep_checkpoints=0):
         seen.update(rows=rows, rl=rl_cfg)
         return {"path": str(output_dir / "model"), "steps": 0, "resumed_from_step": 0, "vllm": False}
 

@@ -105,7 +105,13 @@ def test_uninterrupted_run(uninterrupted):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == list(range(1, STEPS + 1))
     kept = sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))
-    assert kept == [f"checkpoint-{STEPS - 1}", f"checkpoint-{STEPS}"]  # save_total_limit=2
+    assert kept == [f"checkpoint-{STEPS}"]  # keep_checkpoints=0: one resume point while training
+
+
+def test_keep_checkpoints_keeps_that_many_resume_points(rows, tiny_model_dir, tmp_path):
+    train_sft(rows[:4], MODEL, SFT, tiny_model_dir, None, tmp_path, keep_checkpoints=2)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert kept == ["checkpoint-3", "checkpoint-4"]
 
 
 def test_interrupted_run_resumes(rows, tiny_model_dir, tmp_path, monkeypatch, uninterrupted):
@@ -128,7 +134,7 @@ def test_interrupted_run_resumes(rows, tiny_model_dir, tmp_path, monkeypatch, un
     assert result["resumed"] is True and result["steps"] == STEPS
     assert second.steps == [4, 5, 6, 7, 8]  # continued from checkpoint-3, nothing redone
     kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*"))
-    assert kept == [f"checkpoint-{STEPS - 1}", f"checkpoint-{STEPS}"]
+    assert kept == [f"checkpoint-{STEPS}"]
 
     # The log holds the restored history of steps 1-3 plus the new steps, each step once.
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]

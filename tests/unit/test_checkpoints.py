@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intrain.training.checkpoints import last_complete_checkpoint
+from intrain.training.checkpoints import last_complete_checkpoint, prune_checkpoints
 
 
 def checkpoint(folder: Path, name: str, state: str | None = '{"global_step": 1}') -> Path:
@@ -49,3 +49,22 @@ def test_other_names_and_files_are_ignored(tmp_path):
     checkpoint(tmp_path, "run-checkpoint-9")
     (tmp_path / "checkpoint-99").write_text("a file, not a folder")
     assert last_complete_checkpoint(tmp_path) == done
+
+
+def test_prune_keeps_the_newest_by_step_and_nothing_else(tmp_path):
+    for step in (2, 10, 4):
+        checkpoint(tmp_path, f"checkpoint-{step}")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    gone = prune_checkpoints(tmp_path, keep=1)
+    assert sorted(p.name for p in gone) == ["checkpoint-2", "checkpoint-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10", "notes.txt"]
+
+
+def test_prune_to_zero_removes_the_folder(tmp_path):
+    folder = tmp_path / "checkpoints"
+    checkpoint(folder, "checkpoint-1")
+    checkpoint(folder, "checkpoint-2")
+    (folder / "README.md").write_text("model card written by the trainer")
+    prune_checkpoints(folder, keep=0)
+    assert not folder.exists()
+    assert prune_checkpoints(folder, keep=0) == []  # a stage that never checkpointed

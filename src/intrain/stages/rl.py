@@ -45,6 +45,7 @@ from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext, user_message
 from intrain.steps import DEFAULT_SEPARATOR, split_substeps
 from intrain.store import Stage, read_stage_records
+from intrain.training.checkpoints import prune_checkpoints
 from intrain.training.grpo import LOG_NAME, read_log, train_grpo
 
 NAME = "rl"
@@ -99,7 +100,10 @@ def run(
         )
     # Release the sampling engine first: one copy of the model at a time.
     ctx.release_generators()
-    result = train_grpo(rows, rl, cfg.model, init_model, init_adapter, stage.path, CorrectnessReward(ctx.grader))
+    keep = cfg.output.keep_checkpoints
+    result = train_grpo(
+        rows, rl, cfg.model, init_model, init_adapter, stage.path, CorrectnessReward(ctx.grader), keep_checkpoints=keep
+    )
     records = read_log(stage.path / LOG_NAME)
     counts: dict[str, Any] = {
         "steps": result["steps"],
@@ -117,6 +121,7 @@ def run(
     stage.finish(
         counts, model=result["path"], init_model=init_model, init_adapter=init_adapter, rl_data=describe_data(rl)
     )
+    prune_checkpoints(stage.path / "checkpoints", keep)
     console.print(f"{label}: {counts}")
     return stage
 

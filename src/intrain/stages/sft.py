@@ -21,6 +21,7 @@ from intrain.records import FilterResult, SFTExample
 from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext
 from intrain.store import Stage, read_stage_records
+from intrain.training.checkpoints import prune_checkpoints
 from intrain.training.sft import sft_row, train_sft
 
 NAME = "sft"
@@ -116,9 +117,11 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
         cfg.model.path,
         cfg.model.adapter,
         stage.path,
+        keep_checkpoints=cfg.output.keep_checkpoints,
     )
     counts.update(steps=result["steps"], first_loss=result["first_loss"], last_loss=result["last_loss"])
     stage.finish(counts, model=result["path"])
+    prune_checkpoints(stage.path / "checkpoints", cfg.output.keep_checkpoints)
     console.print(f"{label}: {counts}")
     return stage
 

@@ -16,11 +16,17 @@ def num_processes() -> int:
 
 
 def trainer_args(
-    cfg: SFTConfig | RLConfig, output_dir: Path, device: str, per_device: int, accumulation: int
+    cfg: SFTConfig | RLConfig,
+    output_dir: Path,
+    device: str,
+    per_device: int,
+    accumulation: int,
+    keep_checkpoints: int = 0,
 ) -> dict[str, Any]:
     """TrainingArguments fields common to both trainers, from the fields SFTConfig and RLConfig share.
 
-    A checkpoint every `cfg.save_steps` optimizer steps (the last two kept), one log entry per step,
+    A checkpoint every `cfg.save_steps` optimizer steps (the newest max(1, keep_checkpoints) kept:
+    Trainer deletes older ones only after the new one is whole), one log entry per step,
     no reporting integrations, data loading in the main process.
     """
     import torch
@@ -35,7 +41,7 @@ def trainer_args(
         activation_checkpointing=cfg.gradient_checkpointing,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=2,
+        save_total_limit=max(1, keep_checkpoints),
         logging_steps=1,
         report_to="none",
         seed=cfg.seed,

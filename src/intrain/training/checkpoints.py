@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 
@@ -32,3 +33,23 @@ def _state_is_whole(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def prune_checkpoints(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` checkpoint folders of a completed stage (with keep=0, the
+    whole checkpoint folder); return the checkpoints that went.
+
+    Called once the stage's final model is saved and its manifest says complete, so no resume
+    point is needed any more; a checkpoint carries optimizer state (about 50 GB for a 4B model).
+    """
+    found = sorted(
+        (int(p.name.removeprefix("checkpoint-")), p)
+        for p in Path(folder).glob("checkpoint-*")
+        if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()
+    )
+    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
+    for path in doomed:
+        shutil.rmtree(path)
+    if keep == 0 and Path(folder).is_dir():
+        shutil.rmtree(folder)  # what Trainer leaves beside its checkpoints (TRL's model card) goes too
+    return doomed

@@ -73,7 +73,13 @@ def batch_layout(rl: RLConfig, world_size: int = 1) -> tuple[int, int]:
 
 
 def grpo_args(
-    rl: RLConfig, model: ModelConfig, output_dir: Path, device: str, use_vllm: bool = False, world_size: int = 1
+    rl: RLConfig,
+    model: ModelConfig,
+    output_dir: Path,
+    device: str,
+    use_vllm: bool = False,
+    world_size: int = 1,
+    keep_checkpoints: int = 0,
 ):
     """The TRL GRPOConfig of the paper's recipe for `rl`."""
     from trl import GRPOConfig
@@ -88,7 +94,7 @@ def grpo_args(
             vllm_max_model_length=model.max_model_len,
         )
     return GRPOConfig(
-        **trainer_args(rl, output_dir, device, per_device, accumulation),
+        **trainer_args(rl, output_dir, device, per_device, accumulation, keep_checkpoints),
         max_steps=rl.steps,
         # One generation batch (= one optimizer step's prompts x group) per optimizer step, used once:
         # strictly on-policy, so the PPO ratio is 1 and clipping never binds.
@@ -120,6 +126,7 @@ def train_grpo(
     init_adapter: str | None,
     output_dir: Path,
     reward: CorrectnessReward,
+    keep_checkpoints: int = 0,
 ) -> dict[str, Any]:
     """GRPO on `rows`; logs to output_dir/log.jsonl, checkpoints to output_dir/checkpoints, resumes
     from the newest complete checkpoint, saves the final HF folder at output_dir/model."""
@@ -136,7 +143,9 @@ def train_grpo(
         raise ValueError("rl.use_vllm: vLLM generation needs a CUDA device")
     model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
     checkpoints = output_dir / "checkpoints"
-    args = grpo_args(rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=num_processes())
+    args = grpo_args(
+        rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=num_processes(), keep_checkpoints=keep_checkpoints
+    )
 
     resume = last_complete_checkpoint(checkpoints)
     resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume else 0

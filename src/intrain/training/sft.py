@@ -67,6 +67,7 @@ def train_sft(
     base_adapter: str | None,
     output_dir: Path,
     merge_lora: bool = True,
+    keep_checkpoints: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune `base_path` (+ merged `base_adapter`) on `rows`; save an HF folder at output_dir/model.
 
@@ -85,7 +86,7 @@ def train_sft(
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * num_processes()))
     checkpoints = output_dir / "checkpoints"
     args = TRLSFTConfig(
-        **trainer_args(sft, checkpoints, device, sft.per_device_batch_size, accumulation),
+        **trainer_args(sft, checkpoints, device, sft.per_device_batch_size, accumulation, keep_checkpoints),
         num_train_epochs=sft.epochs,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": sft.min_lr_rate},
