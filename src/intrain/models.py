@@ -6,7 +6,9 @@ Specs:
   ``$INTRAIN_CACHE/models/smollm2-135m-instruct`` (default cache ``~/.cache/intrain``); later calls
   return that folder immediately.
 - a local directory: used as is, never triggers a download.
-- anything else: treated as a hub id and handed to transformers unchanged (works when online).
+- a hub id (``name`` or ``namespace/name``): handed to transformers unchanged (works when online).
+- anything else (a path that does not exist, a file, a malformed id): a :class:`ConfigError` naming
+  the field and the path, before transformers turns it into a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from intrain.config import ConfigError
 
 EMBEDDED = "embedded:smollm2"
 
@@ -56,20 +60,65 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def resolve_model_path(spec: str) -> str:
+def resolve_model_path(spec: str, field: str = "model") -> str:
     """Turn a model spec into something ``from_pretrained`` can load without surprises.
 
     ``EMBEDDED`` -> the cached converted folder (converting it first if needed); a local directory ->
-    its path; anything else (a hub id) -> returned unchanged.
+    its path; a hub id -> returned unchanged. Anything else is a :class:`ConfigError` naming `field`
+    (see :func:`check_model_path`).
     """
+    check_model_path(spec, field)
     if spec == EMBEDDED:
         return str(_ensure_embedded())
-    if spec.startswith("embedded:"):
-        raise ValueError(f"unknown embedded model {spec!r}; the only one is {EMBEDDED!r}")
     expanded = os.path.expanduser(spec)
     if os.path.isdir(expanded):
         return expanded
     return spec
+
+
+def check_model_path(spec: str, field: str = "model") -> None:
+    """Refuse a model spec that is neither the embedded model, an existing local folder nor a hub id.
+
+    Cheap (no import of transformers, no conversion, no network), so the CLI runs it on every model
+    field before a stage folder is touched. A spec that looks like a filesystem path (``/``, ``./``,
+    ``../``, ``~``, or more separators than ``namespace/name`` allows) and does not exist is a typo
+    in a path, not a hub id: transformers would say "Repo id must be in the form ..." in a traceback.
+    """
+    if spec.startswith("embedded:"):
+        if spec != EMBEDDED:
+            raise ConfigError(f"{field}: unknown embedded model {spec!r}; the only one is {EMBEDDED!r}")
+        return
+    expanded = os.path.expanduser(spec)
+    if os.path.isdir(expanded):
+        return
+    if os.path.exists(expanded):
+        raise ConfigError(f"{field}: {spec} is a file; a model is a folder (config.json, weights, tokenizer)")
+    if _looks_like_path(spec):
+        raise ConfigError(f"{field}: local folder {spec} does not exist")
+    if not _is_hub_id(spec):
+        raise ConfigError(f"{field}: {spec!r} is neither a local folder nor a hub id ('name' or 'namespace/name')")
+
+
+def _looks_like_path(spec: str) -> bool:
+    # A hub id is at most 'namespace/name', never starts with a path prefix, and has no backslash.
+    return (
+        spec.startswith(("/", "./", "../", "~"))
+        or spec in (".", "..")
+        or spec.count("/") > 1
+        or "\\" in spec
+        or (os.altsep is not None and os.altsep in spec)
+    )
+
+
+def _is_hub_id(spec: str) -> bool:
+    # huggingface_hub's own rule: the one transformers applies (and fails on) when loading.
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _is_complete(folder: Path) -> bool:
@@ -180,12 +229,20 @@ def pick_dtype(dtype: str, device: str) -> Any:
         raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
 
 
-def load_tokenizer(path_or_spec: str) -> Any:
-    """The tokenizer of a model spec, with a pad token and left padding (for generation)."""
+def load_tokenizer(path_or_spec: str, field: str = "model") -> Any:
+    """The tokenizer of a model spec, with a pad token and left padding (for generation).
+
+    A tokenizer that cannot be loaded or has no chat template is a :class:`ConfigError` naming
+    `field` (the config field the spec came from, for the message).
+    """
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(path_or_spec)
-    tok = AutoTokenizer.from_pretrained(path, **_local_kwargs(path))
+    path = resolve_model_path(path_or_spec, field)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **_local_kwargs(path))
+    except OSError as exc:  # a hub id that is not there (or offline), a folder without tokenizer files
+        raise ConfigError(f"{field}: cannot load the tokenizer of {path_or_spec} ({_first_line(exc)})") from exc
+    _require_chat_template(tok, path_or_spec, field)
     return _prepare_tokenizer(tok)
 
 
@@ -206,7 +263,10 @@ def load_model_and_tokenizer(
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     tok = load_tokenizer(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **_local_kwargs(path))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **_local_kwargs(path))
+    except OSError as exc:  # e.g. a folder with a tokenizer but no weights
+        raise ConfigError(f"model: cannot load the weights of {path_or_spec} ({_first_line(exc)})") from exc
     if adapter is not None:
         model = merge_adapter(model, adapter)
     # typeshed's functools._Wrapped has no __get__, so `@wraps(nn.Module.to)` on PreTrainedModel.to
@@ -244,6 +304,22 @@ def merge_adapter(model: Any, adapter: str) -> Any:
 def _local_kwargs(path: str) -> dict:
     # Never reach for the hub when the model is a local folder.
     return {"local_files_only": True} if os.path.isdir(path) else {}
+
+
+def _first_line(exc: BaseException) -> str:
+    # transformers' OSErrors run to several lines of advice; the first one says what is wrong.
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _require_chat_template(tok: Any, spec: str, field: str) -> None:
+    # Every prompt intrain sends (sampling, proposing, SFT rows) goes through the chat template;
+    # without one transformers fails mid-stage with a traceback.
+    if not getattr(tok, "chat_template", None):
+        raise ConfigError(
+            f"{field}: the tokenizer of {spec} has no chat template, and intrain renders every prompt with "
+            "one (use an instruct/chat checkpoint, or add chat_template.jinja to the model folder)"
+        )
 
 
 def _prepare_tokenizer(tok: Any) -> Any:

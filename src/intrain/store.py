@@ -3,19 +3,24 @@
 Resume is shard-granular: a shard file exists only once it is complete (written to a temporary
 name, then renamed), so a crash loses at most the shard in flight. A stage's manifest records the
 fingerprint of the config that produced it; reopening with a different fingerprint refuses unless
-forced, because mixing shards from two configs would silently corrupt a run.
+forced, because mixing shards from two configs would silently corrupt a run. A stage folder that
+holds nothing yet (a run that failed before its first shard) is restarted instead of refused.
+
+One intrain process at a time works in a run directory: `lock_run_dir` holds an exclusive lock on
+RUN/.lock for the whole command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,8 +36,22 @@ SHARD_PATTERN = "shard-{:05d}.parquet"
 _VERSIONED = ("intrain", "torch", "transformers", "trl", "peft", "datasets", "math-verify", "vllm")
 
 
+LOCK_NAME = ".lock"
+MANIFEST_NAME = "manifest.json"
+# Errors of a full or read-only disk: the user frees space and re-runs; finished shards are kept.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 class StageConfigChanged(RuntimeError):
     """The stage folder was produced by another config."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used (not creatable, not writable, or in use)."""
+
+
+class RunDirInUse(RunDirError):
+    """Another intrain process holds the run directory's lock."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -44,6 +63,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        # A failed write or fsync names no file; the user needs to know which one did not happen.
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,21 +100,31 @@ class Stage:
         self._started = time.time()
         manifest = self.manifest()
         if manifest is not None and manifest.get("config_hash") != config_hash:
-            if not force:
+            if not force and self._holds_output(manifest):
                 raise StageConfigChanged(
                     f"stage '{name}' in {self.path} was produced with a different config "
                     f"({manifest.get('config_hash')} != {config_hash}); use --force to redo it"
                 )
+            # Forced, or nothing was produced under the old config (a run that failed before its
+            # first shard): restarting loses nothing, and refusing would block the corrected run.
             shutil.rmtree(self.path)
             manifest = None
         if manifest is None:
             self.path.mkdir(parents=True, exist_ok=True)
             self._write_manifest({"status": "running", "counts": {}, "timings": {}})
 
+    def _holds_output(self, manifest: dict[str, Any]) -> bool:
+        """Whether the folder holds anything a run produced: a complete status, or any file but the
+        manifest and interrupted temporary writes (shards, but also an SFT/RL stage's checkpoints
+        and logs, which resume would pick up)."""
+        if manifest.get("status") == "complete":
+            return True
+        return any(entry.name != MANIFEST_NAME and not _is_temporary(entry) for entry in self.path.iterdir())
+
     # -- manifest ---------------------------------------------------------------------------------
     @property
     def manifest_path(self) -> Path:
-        return self.path / "manifest.json"
+        return self.path / MANIFEST_NAME
 
     def manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
@@ -166,6 +201,11 @@ class Stage:
         return path
 
 
+def _is_temporary(entry: Path) -> bool:
+    # What atomic_write_bytes leaves only if the process dies between mkstemp and rename.
+    return entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp")
+
+
 def read_stage_rows(run_dir: Path, name: str) -> list[dict[str, Any]]:
     """Rows of a finished stage, for the next stage; a clear error if it has not run."""
     folder = Path(run_dir) / name
@@ -185,3 +225,52 @@ def _read_shards(folder: Path) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("shard-*.parquet")):
         out.extend(pq.read_table(path).to_pylist())
     return out
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path, field: str = "output.run_dir") -> Iterator[None]:
+    """Hold an exclusive lock on RUN/.lock while the block runs; one clear error if it cannot be had.
+
+    Two processes writing the same stage would interleave shards and manifests. `flock` locks die
+    with their process (a killed run never leaves a stale lock) and are per open file, so a second
+    `open` in the same process is refused too. The lock file holds the owner's pid for the message;
+    it is never deleted (deleting it would let a third process lock a different inode).
+    """
+    run_dir = Path(run_dir)
+    fd = _open_lock_file(run_dir, field)
+    try:
+        _acquire(fd, run_dir)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _open_lock_file(run_dir: Path, field: str) -> int:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{field}: {run_dir} is a file, not a run directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"{field}: cannot use {run_dir} as a run directory ({exc.strerror})") from None
+
+
+def _acquire(fd: int, run_dir: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX (Windows): run unlocked rather than not at all
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunDirInUse(
+            f"run directory {run_dir} is in use by another intrain process (pid {_lock_owner(fd)})"
+        ) from None
+
+
+def _lock_owner(fd: int) -> str:
+    # The owner writes its pid right after locking; in that instant the file can still be empty.
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return text if text.isdigit() else "unknown"

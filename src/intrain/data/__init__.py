@@ -38,4 +38,15 @@ def load_problems(source: SourceConfig, on_invalid: str = "error") -> tuple[list
         origin = f"arithmetic(seed={source.seed})"
     if source.limit is not None:
         rows = rows[: source.limit]
-    return validate_problems(rows, on_invalid, origin)
+    problems, skipped = validate_problems(rows, on_invalid, origin)
+    _require_some(problems, skipped, origin)
+    return problems, skipped
+
+
+def _require_some(problems: list[Problem], skipped: list[str], origin: str) -> None:
+    # An empty source would run every stage on nothing and "complete" with zero counts.
+    if problems:
+        return
+    if skipped:
+        raise DataError(f"{origin}: no problems left: all {len(skipped)} rows were invalid and skipped")
+    raise DataError(f"{origin}: no problems (the source has no rows)")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import read_utf8_text
 from .problem import DataError, Problem
 
 __all__ = ["ChampAnnotation", "champ_dataset_path", "load_champ", "load_champ_annotations"]
@@ -62,8 +63,7 @@ def _read(path: str | os.PathLike[str] | None, version: str) -> tuple[Path, dict
     if not p.is_file():
         raise DataError(f"CHAMP: {p}: file not found")
     try:
-        with p.open("r", encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_utf8_text(p))
     except json.JSONDecodeError as e:
         raise DataError(f"CHAMP: {p}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("problems"), dict):

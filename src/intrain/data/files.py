@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import sys
@@ -12,31 +14,57 @@ from typing import Any
 
 from .problem import DataError, Problem, rows_to_problems
 
-__all__ = ["SUPPORTED_EXTENSIONS", "load_file", "read_records"]
+__all__ = ["SUPPORTED_EXTENSIONS", "load_file", "read_records", "read_utf8_text"]
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
 
 
+def read_utf8_text(path: Path) -> str:
+    """The file as text, decoded as UTF-8 (a leading byte-order mark is dropped).
+
+    Read whole, so that a byte that is not UTF-8 is reported by its offset in the file and its line,
+    rather than as a UnicodeDecodeError about a buffer position.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = start + e.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise DataError(
+            f"{path}: line {line}: byte 0x{data[offset]:02x} at offset {offset} is not UTF-8; save the file as UTF-8"
+        ) from None
+
+
+def _lines(text: str) -> list[str]:
+    # Universal newlines, as text-mode files split them. Not str.splitlines: that also splits on
+    # U+2028 and friends, which may sit unescaped inside a JSON string.
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], None]:
     records: list[dict[str, Any]] = []
-    with path.open("r", encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            records.append(obj)
+    for lineno, line in enumerate(_lines(read_utf8_text(path)), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        records.append(obj)
     return records, None
 
 
 def _read_json(path: Path) -> tuple[list[dict[str, Any]], None]:
+    text = read_utf8_text(path)
     try:
-        with path.open("r", encoding="utf-8-sig") as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg})") from None
     if not isinstance(data, list):
@@ -63,7 +91,8 @@ def _read_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     # Reference solutions can be long; lift the default 128 KiB field limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     records: list[dict[str, Any]] = []
-    with path.open("r", encoding="utf-8-sig", newline="") as f:
+    # newline="": the csv module splits rows itself, keeping newlines inside quoted fields.
+    with io.StringIO(read_utf8_text(path), newline="") as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         try:
