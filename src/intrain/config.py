@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,29 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RayConfig(Section):
+    """Where a model's generation shards run: Ray actors, each holding one engine of that model (and its own
+    grading pool once a shard grades). Needs the 'dist' extra. Shards keep their per-shard seeds and the
+    driver writes each one as it arrives, so what a stage writes does not depend on any field here.
+
+    `model.ray` places sample, eval, filter, reflect and the self-proposer; `propose.proposer.model.ray`
+    places a `kind: model` proposer; `openai` and `oracle` proposers hold no engine and run in the driver.
+    Every path the config names (model, adapter, template, checkpoints) must be readable on every node.
+    """
+
+    address: str = Field(
+        "auto",
+        description="Which cluster: 'auto' (the running one, e.g. after `ray start --head`), 'local' (start a "
+        "private one on this machine), 'ray://host:port' (Ray Client) or a head node's 'host:port'.",
+    )
+    workers: int = Field(1, ge=1, description="Actors to run shards on, one engine each.")
+    resources_per_worker: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"CPU": 1.0},
+        description="Ray resources each actor reserves, e.g. {GPU: 1} (vllm: at least tensor_parallel_size "
+        "GPUs) or {CPU: 4}; CPU and GPU become num_cpus and num_gpus, other keys custom resources.",
+    )
 
 
 class ModelConfig(Section):
@@ -49,6 +72,21 @@ class ModelConfig(Section):
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra chat-template variables, e.g. {enable_thinking: false}."
     )
+    ray: RayConfig | None = Field(
+        None, description="Run this model's generation shards on Ray actors (see RayConfig); null = in this process."
+    )
+
+    @model_validator(mode="after")
+    def _vllm_workers_have_gpus(self) -> ModelConfig:
+        # A vllm actor without GPUs would fail only once a shard reaches it, on a remote node.
+        if self.ray is not None and self.engine == "vllm":
+            gpus = self.ray.resources_per_worker.get("GPU", 0)
+            if gpus < self.tensor_parallel_size:
+                raise ValueError(
+                    f"ray.resources_per_worker: the vllm engine needs GPU >= tensor_parallel_size "
+                    f"({self.tensor_parallel_size}) per worker, got {gpus}"
+                )
+        return self
 
 
 class SamplingConfig(Section):
@@ -305,13 +343,39 @@ class RLConfig(Section):
     )
     use_vllm: Literal["auto", "never", "always"] = Field(
         "auto",
-        description="Generate rollouts with vLLM colocated in the trainer: auto = when CUDA and vllm are "
+        description="Generate rollouts with vLLM (where: `vllm_mode`): auto = when CUDA and vllm are "
         "available; never = transformers generate.",
     )
     vllm_gpu_memory_utilization: float = Field(
-        0.3, gt=0, le=1, description="GPU memory share of the colocated vLLM engine (the trainer needs the rest)."
+        0.3,
+        gt=0,
+        le=1,
+        description="vllm_mode=colocate: GPU memory share of the colocated vLLM engine (the trainer needs the rest); "
+        "a server takes its own --gpu-memory-utilization.",
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate",
+        description="Where vLLM generates rollouts: colocate = an engine inside every training process, on the "
+        "training GPUs; server = a separate `trl vllm-serve` / `vllm serve` process on GPUs of its own (started "
+        "beforehand, serving this stage's initial model; the trainer pushes its weights to it every step). "
+        "Server mode needs vllm importable in the trainer too, and use_vllm auto or always.",
+    )
+    vllm_server_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="vllm_mode=server: the server's address (its --host/--port), reached from the main training "
+        "process; weights travel over a NCCL group that also needs TRL's group port 51216 open.",
+    )
+    vllm_server_timeout: float = Field(
+        240.0, gt=0, description="vllm_mode=server: seconds to wait for the server to answer before failing."
     )
     seed: int = Field(0, description="Seeds the trainer, the prompt order and the choice of guided problems.")
+
+    @model_validator(mode="after")
+    def _server_uses_vllm(self) -> RLConfig:
+        # A server started for nothing: with use_vllm never the trainer would generate with transformers.
+        if self.vllm_mode == "server" and self.use_vllm == "never":
+            raise ValueError("vllm_mode 'server' generates with vLLM; it needs use_vllm auto or always, not never")
+        return self
 
     @model_validator(mode="after")
     def _batch_fits(self) -> RLConfig:
@@ -390,8 +454,29 @@ class CompareConfig(Section):
     )
 
 
+class PretrainConfig(Section):
+    """`intrain lab pretrain`: a small Qwen3 trained from random weights on the family (lab/pretrain.py)."""
+
+    examples: int = Field(20000, ge=1, description="Training problems, drawn with data.train's knobs and `seed`.")
+    seed: int = Field(1234, description="Seeds the problems, the initial weights and the data order.")
+    vocab_size: int = Field(1024, ge=300, description="Byte-level BPE vocabulary, trained on those problems.")
+    hidden_size: int = Field(256, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    head_dim: int = Field(64, ge=8, description="64 or more: vLLM's CPU attention backend needs it.")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(64, ge=1, description="Sequences per optimizer step.")
+    learning_rate: float = Field(2e-3, gt=0, description="Peak lr (5% warm-up, cosine to a tenth).")
+    output: str | None = Field(
+        None, description="Model folder; None = <run_dir>/lab-model. The model is <output>/model."
+    )
+
+
 class LabConfig(Section):
     """`intrain lab`: controlled experiments on a family with ground truth (see lab/)."""
+
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="`intrain lab pretrain`.")
 
     attempts: int = Field(60, ge=1, description="table1: failed attempts with a ground-truth first error to study.")
     n: int = Field(8, ge=1, description="table1: continuations per attempt and condition.")

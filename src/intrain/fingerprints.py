@@ -19,16 +19,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from intrain.config import Config, RLConfig, SFTConfig
+from intrain.config import Config, RayConfig, RLConfig, SFTConfig
+
+# Ray decides where shards run, not what they hold: a shard's seed comes from its index, and the driver
+# writes every shard itself (tests/integration/test_ray.py: 1 and 2 workers write the same bytes as none).
+_WHERE_SHARDS_RUN = "where generation shards run (Ray actors or this process); each shard's rows are the same"
 
 # Fields that decide which stages run or how fast, never what a stage writes.
 NOT_STAGE_INPUTS: dict[str, str] = {
     "grading.workers": "pool size; verdicts do not depend on it",
+    "model.ray": _WHERE_SHARDS_RUN,
+    # `propose` declares its whole section, so this one is dropped from it as a whole (null or set) and,
+    # for the test that walks every leaf, leaf by leaf.
+    "propose.proposer.model.ray": _WHERE_SHARDS_RUN,
+    **{f"propose.proposer.model.ray.{name}": _WHERE_SHARDS_RUN for name in RayConfig.model_fields},
     "output.run_dir": "where the run lives, not what it holds",
     "output.keep_checkpoints": "how many resume points survive a completed stage, not what the stage wrote",
     "rl.enabled": "whether `intrain run` runs RL at all",
+    # vllm_mode itself stays an input: colocated engines and a server sample with different seeds and batches.
+    "rl.vllm_server_base_url": "where the vLLM server of vllm_mode=server listens, not what it generates",
+    "rl.vllm_server_timeout": "how long the trainer waits for the vLLM server to come up",
     "compare": "which arms and seeds `intrain compare` runs; each choice reaches the RL stage as an argument",
     "warmup": "read by `intrain warmup`, a one-off job that writes an adapter and its report, not a resumable stage",
+    "lab.pretrain": "read by `intrain lab pretrain`, a one-off job that writes a model folder; runs meet that model "
+    "through model.path",
 }
 
 # Generation numerics: the engine, device, precision, batch composition and context length all change
@@ -100,7 +114,11 @@ LAB_TABLE1 = StageInputs(
         "filter.max_tokens",
         "filter.seed",
         "filter.shard_size",
-        "lab",
+        "lab.attempts",
+        "lab.n",
+        "lab.oracle_seed",
+        "lab.precision_n",
+        "lab.precision_noise",
         "grading.timeout_s",
     ),
     upstream=("sample", "propose"),

@@ -58,7 +58,7 @@ def _perturbed_values(value, annotation):
     if isinstance(value, list):
         return [value + value[-1:] if value else ["x"], value[:-1], [1, 2]]
     if isinstance(value, dict):
-        return [{**value, "x": "y"}]
+        return [{**value, "x": "y"}, {**value, "x": 1}]
     if value is None:
         return [7, "x", 0.5, {"x": "y"}, True, [1]]
     raise AssertionError(f"no perturbation for {value!r}")

@@ -1,20 +1,26 @@
 """What every stage needs: its stage folder, loaded problems, a generator per model, one grading
-pool, shard seeds, and graded generation."""
+pool, shard seeds, graded generation, and `run_shards`, the one loop over a stage's shards (in this
+process, or on Ray actors when the generating model has a `ray` section)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from intrain.config import Config, ModelConfig, SamplingConfig
+from intrain.config import Config, ModelConfig, RayConfig, SamplingConfig
 from intrain.data import Problem, load_problems
 from intrain.engines.base import Completion, Generator, ProgressFn, Request, SamplingParams
 from intrain.fingerprints import StageInputs, fingerprint
 from intrain.grading import Grader, Verdict
-from intrain.progress import console
+from intrain.progress import StageProgress, console
+from intrain.records import Record
 from intrain.store import Stage
+
+if TYPE_CHECKING:
+    from intrain.stages.ray_shards import ShardPool
 
 
 def shard_seed(base: int, shard: int) -> int:
@@ -74,14 +80,75 @@ def user_message(template: str, problem: str) -> list[dict[str, str]]:
 
 
 @dataclass
+class ShardReport:
+    """What a shard's work reports besides its records: sequences and tokens as they are generated (passed
+    on to `on_progress`, the stage's bar, when the shard runs in this process) and seconds spent."""
+
+    on_progress: ProgressFn | None = None
+    sequences: int = 0
+    tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def advance(self, sequences: int, tokens: int = 0) -> None:
+        self.sequences += sequences
+        self.tokens += tokens
+        if self.on_progress is not None:
+            self.on_progress(sequences, tokens)
+
+
+# A shard's work: (resources, shard index, the shard's items, report) -> the shard's records. It reads the
+# run's config from `ctx.config` and builds its engine and grader through `ctx`, so the same picklable
+# function (module-level, or a functools.partial of one) runs in this process or inside a Ray actor.
+ShardWork = Callable[["RunContext", int, list[Any], ShardReport], Sequence[Record]]
+
+
+def run_shards(
+    ctx: RunContext,
+    stage: Stage,
+    shards: list[list[Any]],
+    work: ShardWork,
+    record: type[Record],
+    description: str,
+    units_per_item: int = 1,
+    ray: RayConfig | None = None,
+) -> dict[str, float]:
+    """Run `work` on every shard not yet in `stage` and write each shard's records as it finishes; in this
+    process, or on `ray`'s actors. The bar counts `units_per_item` per item. Returns summed timings + tokens."""
+    todo = [index for index in range(len(shards)) if not stage.has_shard(index)]
+    timings: dict[str, float] = {}
+
+    def done(index: int, records: Sequence[Record], report: ShardReport) -> None:
+        stage.write_records(index, records, record)
+        for key, seconds in report.timings.items():
+            timings[key] = timings.get(key, 0.0) + seconds
+
+    units = [len(shard) * units_per_item for shard in shards]
+    with StageProgress(description, total=sum(units)) as progress:
+        progress.advance(sum(units) - sum(units[i] for i in todo))
+        if ray is None:
+            for index in todo:
+                report = ShardReport(on_progress=progress.advance)
+                done(index, work(ctx, index, shards[index], report), report)
+                progress.advance(units[index] - report.sequences)  # what the work did not report as it went
+        elif todo:  # a finished stage starts no actors
+            for index, records, report in ctx.shard_pool(ray).run(ctx.config, work, [(i, shards[i]) for i in todo]):
+                done(index, records, report)
+                progress.advance(units[index], report.tokens)
+        timings["tokens"] = progress.tokens
+    return {k: round(v, 2) for k, v in timings.items()}
+
+
+@dataclass
 class RunContext:
-    """Shared, lazily built resources of one CLI invocation."""
+    """Shared, lazily built resources of one CLI invocation (or of one Ray actor, see ray_shards.py)."""
 
     config: Config
     run_dir: Path
     force: bool = False
     _grader: Grader | None = None
     _generators: dict[tuple, Generator] = field(default_factory=dict)
+    _tokenizers: dict[str, Any] = field(default_factory=dict)
+    _pool: ShardPool | None = None
 
     @property
     def grader(self) -> Grader:
@@ -113,12 +180,35 @@ class RunContext:
             self._generators[key] = build_generator(model, path, adapter)
         return self._generators[key]
 
+    def tokenizer(self, path: str) -> Any:
+        """The tokenizer of model spec `path`, loaded once."""
+        if path not in self._tokenizers:
+            from intrain.models import load_tokenizer
+
+            self._tokenizers[path] = load_tokenizer(path)
+        return self._tokenizers[path]
+
+    def shard_pool(self, ray: RayConfig) -> ShardPool:
+        """Ray actors for `ray`, kept across stages (each keeps its engine loaded) until released."""
+        from intrain.stages.ray_shards import ShardPool  # the only way in to ray: no `ray` section, no import
+
+        if self._pool is not None and self._pool.ray != ray:
+            self._pool.close()
+            self._pool = None
+        if self._pool is None:
+            self._pool = ShardPool(ray, self.run_dir)
+        return self._pool
+
     def release_generators(self) -> None:
+        """Free every engine: this process's and the Ray actors' (training needs the memory)."""
         for gen in self._generators.values():
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
         self._generators.clear()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def close(self) -> None:
         self.release_generators()

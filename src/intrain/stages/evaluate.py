@@ -27,10 +27,7 @@ def run(ctx: RunContext, label: str = "base", model_path: str | None = None, ada
     if stage.complete:
         return stage
     problems = ctx.problems("eval")
-    generator = ctx.generator(cfg.model, model_path, adapter)
-    timings = write_rollouts(
-        stage, problems, cfg.data.prompt_template, cfg.eval, generator, ctx.grader, f"eval {label}"
-    )
+    timings = write_rollouts(ctx, stage, problems, cfg.eval, f"eval {label}", model_path, adapter)
     rollouts = stage.records(Rollout)
     metrics = summarize(rollouts, cfg.eval.ks)
     metrics.update(

@@ -17,10 +17,19 @@ from intrain import fingerprints
 from intrain.config import FilterConfig
 from intrain.engines.base import Generator, Request
 from intrain.grading import Grader
-from intrain.progress import StageProgress, console
+from intrain.progress import console
 from intrain.records import FilterResult, Proposal
 from intrain.stages import propose
-from intrain.stages.common import RunContext, chunks, generate_graded, sampling_params, shard_seed, user_message
+from intrain.stages.common import (
+    RunContext,
+    ShardReport,
+    chunks,
+    generate_graded,
+    run_shards,
+    sampling_params,
+    shard_seed,
+    user_message,
+)
 from intrain.store import Stage, read_stage_records
 from intrain.truth.arithmetic import first_error
 
@@ -53,13 +62,9 @@ def run(ctx: RunContext) -> Stage:
     candidates = [p for p in read_stage_records(ctx.run_dir, propose.NAME, Proposal) if p.status == "ok"]
     if fcfg.verify:
         propose.check_ground_truth(candidates, "filter.verify")
-    generator = ctx.generator(cfg.model) if fcfg.enabled else None
-    with StageProgress("filter", total=len(candidates)) as progress:
-        for index, shard in enumerate(chunks(candidates, fcfg.shard_size)):
-            if not stage.has_shard(index):
-                results = filter_shard(shard, generator, ctx.grader, fcfg, cfg.data.prompt_template, index)
-                stage.write_records(index, results, FilterResult)
-            progress.advance(len(shard))
+    shards = chunks(candidates, fcfg.shard_size)
+    ray = cfg.model.ray if fcfg.enabled else None  # a disabled filter copies rows: no engine, no actors
+    run_shards(ctx, stage, shards, filter_work, FilterResult, "filter", ray=ray)
     results = stage.records(FilterResult)
     counts: dict[str, Any] = {
         "candidates": len(candidates),
@@ -77,10 +82,18 @@ def run(ctx: RunContext) -> Stage:
     return stage
 
 
+def filter_work(ctx: RunContext, index: int, proposals: list[Proposal], report: ShardReport) -> list[FilterResult]:
+    """One shard of the filter (a `ShardWork`); with the filter off, no engine or grading pool is built."""
+    cfg = ctx.config
+    if not cfg.filter.enabled:
+        return filter_shard(proposals, None, None, cfg.filter, cfg.data.prompt_template, index)
+    return filter_shard(proposals, ctx.generator(cfg.model), ctx.grader, cfg.filter, cfg.data.prompt_template, index)
+
+
 def filter_shard(
     proposals: list[Proposal],
     generator: Generator | None,
-    grader: Grader,
+    grader: Grader | None,
     fcfg: FilterConfig,
     prompt_template: str,
     shard: int,
@@ -88,7 +101,7 @@ def filter_shard(
     def result(p: Proposal, **fields: Any) -> FilterResult:
         return FilterResult(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Proposal)}, **fields)
 
-    if generator is None:  # the filter is disabled: every candidate is kept
+    if generator is None or grader is None:  # the filter is disabled: every candidate is kept
         return [result(p, kept=True) for p in proposals]
     guided = continue_prefixes(
         generator,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from intrain import fingerprints
-from intrain.config import ProposeConfig, ProposerConfig
+from intrain.config import Config, ProposeConfig, ProposerConfig, RayConfig
 from intrain.data import DataError
 from intrain.data.arithmetic import ARITHMETIC_SOURCE
 from intrain.engines.base import Generator, Request
@@ -29,12 +29,11 @@ from intrain.interventions import (
     original_step_prefix,
     parse_intervention,
 )
-from intrain.models import load_tokenizer
-from intrain.progress import StageProgress, console
+from intrain.progress import console
 from intrain.prompts import ProposerTemplate, load_template, solve_messages, verify_prompt
 from intrain.records import Proposal, Rollout
 from intrain.stages import sample
-from intrain.stages.common import RunContext, chunks, sampling_params, shard_seed
+from intrain.stages.common import RunContext, ShardReport, chunks, run_shards, sampling_params, shard_seed
 from intrain.steps import Substep, split_substeps
 from intrain.store import Stage, read_stage_records
 from intrain.truth.oracle import oracle_intervention
@@ -59,24 +58,12 @@ def run(ctx: RunContext) -> Stage:
     oracle = pcfg.proposer.kind == "oracle"
     if oracle:
         check_ground_truth(attempts)
-    template = load_template(pcfg.template)
-    proposer = None if oracle else proposer_generator(ctx, pcfg.proposer)
-    tokenizer = None if oracle else load_tokenizer(cfg.model.path)  # budgets in the policy's tokens, whoever proposes
-    timings = {"generate_s": 0.0}
+    template = load_template(pcfg.template)  # a bad template fails here, before any shard
     turns = 2 if template.two_turn and not oracle else 1
-    with StageProgress("propose", total=len(attempts) * (pcfg.n + turns - 1)) as progress:
-        for index, shard in enumerate(chunks(attempts, pcfg.shard_size)):
-            if stage.has_shard(index):
-                progress.advance(len(shard) * (pcfg.n + turns - 1))
-                continue
-            t0 = time.time()
-            if proposer is None:
-                proposals = oracle_shard(shard, ctx, index)
-            else:
-                proposals = propose_shard(shard, template, proposer, tokenizer, ctx, index, progress)
-            stage.write_records(index, proposals, Proposal)
-            timings["generate_s"] += time.time() - t0
-        timings["tokens"] = progress.tokens
+    shards = chunks(attempts, pcfg.shard_size)
+    timings = run_shards(
+        ctx, stage, shards, propose_work, Proposal, "propose", units_per_item=pcfg.n + turns - 1, ray=proposer_ray(cfg)
+    )
     proposals = stage.records(Proposal)
     counts: dict[str, Any] = {
         "failed_attempts": len(attempts),
@@ -85,9 +72,35 @@ def run(ctx: RunContext) -> Stage:
     }
     for status in STATUSES:
         counts[status] = sum(p.status == status for p in proposals)
-    stage.finish(counts, {k: round(v, 2) for k, v in timings.items()})
+    stage.finish(counts, timings)
     console.print(f"propose: {counts}")
     return stage
+
+
+def proposer_ray(cfg: Config) -> RayConfig | None:
+    """Where propose's shards run: on the workers of the model that proposes; openai and oracle
+    proposers hold no engine, so their shards run in this process."""
+    proposer = cfg.propose.proposer
+    if proposer.kind == "self":
+        return cfg.model.ray
+    if proposer.kind == "model":
+        assert proposer.model is not None  # the config validator requires it
+        return proposer.model.ray
+    return None
+
+
+def propose_work(ctx: RunContext, index: int, attempts: list[Rollout], report: ShardReport) -> list[Proposal]:
+    """One shard's proposals (a `ShardWork`)."""
+    pcfg = ctx.config.propose
+    t0 = time.time()
+    if pcfg.proposer.kind == "oracle":
+        proposals = oracle_shard(attempts, ctx, index)
+    else:
+        proposer = proposer_generator(ctx, pcfg.proposer)
+        tokenizer = ctx.tokenizer(ctx.config.model.path)  # budgets in the policy's tokens, whoever proposes
+        proposals = propose_shard(attempts, load_template(pcfg.template), proposer, tokenizer, ctx, index, report)
+    report.timings["generate_s"] = report.timings.get("generate_s", 0.0) + time.time() - t0
+    return proposals
 
 
 def proposer_generator(ctx: RunContext, proposer: ProposerConfig) -> Generator:
@@ -109,7 +122,7 @@ def propose_shard(
     tokenizer: Any,
     ctx: RunContext,
     shard: int,
-    progress: StageProgress,
+    report: ShardReport,
 ) -> list[Proposal]:
     pcfg = ctx.config.propose
     substeps = [split_substeps(a.completion, pcfg.separator) for a in attempts]
@@ -119,7 +132,7 @@ def propose_shard(
         # Turn 1: the proposer solves the problem with the reference first, in its own words (paper §3.4).
         requests = [Request(messages=solve_messages(template, a.problem, a.reference_solution)) for a in attempts]
         solve_sampling = sampling_params(pcfg, shard, seed=shard_seed(pcfg.seed + 1, shard))
-        outputs = proposer.generate(requests, solve_sampling, on_progress=progress.advance)
+        outputs = proposer.generate(requests, solve_sampling, on_progress=report.advance)
         for i, (request, out) in enumerate(zip(requests, outputs)):
             solve_outputs[i] = out[0].text
             histories[i] = [*(request.messages or []), {"role": "assistant", "content": out[0].text}]
@@ -139,7 +152,7 @@ def propose_shard(
     outputs = proposer.generate(
         [Request(messages=p.messages, n=pcfg.n) for p in prompts],
         sampling_params(pcfg, shard),
-        on_progress=progress.advance,
+        on_progress=report.advance,
     )
     proposals = [
         to_proposal(

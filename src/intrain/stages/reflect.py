@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from intrain import fingerprints
 from intrain.engines.base import Request
-from intrain.progress import StageProgress, console
+from intrain.progress import console
 from intrain.prompts import render_reflection
 from intrain.records import Reflection, Rollout
 from intrain.stages import propose, sample
-from intrain.stages.common import RunContext, chunks, generate_graded, sampling_params
+from intrain.stages.common import RunContext, ShardReport, chunks, generate_graded, run_shards, sampling_params
 from intrain.store import Stage, read_stage_records
 
 NAME = "reflect"
@@ -25,37 +25,8 @@ def run(ctx: RunContext) -> Stage:
     if stage.complete:
         return stage
     attempts = propose.failed_attempts(read_stage_records(ctx.run_dir, sample.NAME, Rollout), cfg.propose.max_attempts)
-    generator = ctx.generator(cfg.model)
-    with StageProgress("reflect", total=len(attempts)) as progress:
-        for index, shard in enumerate(chunks(attempts, cfg.propose.shard_size)):
-            if stage.has_shard(index):
-                progress.advance(len(shard))
-                continue
-            requests = [
-                Request(
-                    messages=[
-                        {"role": "user", "content": render_reflection(a.problem, a.reference_solution, a.completion)}
-                    ]
-                )
-                for a in shard
-            ]
-            params = sampling_params(cfg.propose, index, max_tokens=cfg.sample.max_tokens)
-            graded = generate_graded(
-                generator, ctx.grader, requests, [a.answer for a in shard], params, on_progress=progress.advance
-            )
-            reflections = [
-                Reflection(
-                    problem_id=a.problem_id,
-                    attempt_id=a.attempt_id,
-                    problem=a.problem,
-                    answer=a.answer,
-                    reflection=g.completion.text,
-                    correct=g.verdict.correct,
-                    reason=g.verdict.reason,
-                )
-                for a, (g,) in zip(shard, graded)
-            ]
-            stage.write_records(index, reflections, Reflection)
+    shards = chunks(attempts, cfg.propose.shard_size)
+    run_shards(ctx, stage, shards, reflect_shard, Reflection, "reflect", ray=cfg.model.ray)
     reflections = stage.records(Reflection)
     counts = {
         "failed_attempts": len(attempts),
@@ -65,3 +36,26 @@ def run(ctx: RunContext) -> Stage:
     stage.finish(counts)
     console.print(f"reflect: {counts}")
     return stage
+
+
+def reflect_shard(ctx: RunContext, index: int, attempts: list[Rollout], report: ShardReport) -> list[Reflection]:
+    """One shard's graded reflections (a `ShardWork`)."""
+    cfg = ctx.config
+    prompts = [render_reflection(a.problem, a.reference_solution, a.completion) for a in attempts]
+    requests = [Request(messages=[{"role": "user", "content": prompt}]) for prompt in prompts]
+    params = sampling_params(cfg.propose, index, max_tokens=cfg.sample.max_tokens)
+    graded = generate_graded(
+        ctx.generator(cfg.model), ctx.grader, requests, [a.answer for a in attempts], params, on_progress=report.advance
+    )
+    return [
+        Reflection(
+            problem_id=a.problem_id,
+            attempt_id=a.attempt_id,
+            problem=a.problem,
+            answer=a.answer,
+            reflection=g.completion.text,
+            correct=g.verdict.correct,
+            reason=g.verdict.reason,
+        )
+        for a, (g,) in zip(attempts, graded)
+    ]

@@ -17,9 +17,7 @@ def run(ctx: RunContext) -> Stage:
     if stage.complete:
         return stage
     problems = ctx.problems("train")
-    timings = write_rollouts(
-        stage, problems, cfg.data.prompt_template, cfg.sample, ctx.generator(cfg.model), ctx.grader, "sample"
-    )
+    timings = write_rollouts(ctx, stage, problems, cfg.sample, "sample")
     rollouts = stage.records(Rollout)
     stage.finish(
         {
