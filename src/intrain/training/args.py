@@ -15,6 +15,31 @@ def num_processes() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def is_main_process() -> bool:
+    """Whether this is rank 0 of a launch (RANK, set by `accelerate launch` / torchrun), or a plain run.
+
+    Readable before the trainer exists: files outside the Trainer's own (our step log) are written by
+    rank 0 alone, as Trainer writes its checkpoints, so that ranks never rewrite one file together.
+    """
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
+def bind_cuda_device() -> None:
+    """Make this rank's GPU (LOCAL_RANK) the current CUDA device; nothing outside a launch or without CUDA.
+
+    Call before loading a model: the loader moves it to "cuda", i.e. the current device, and only the
+    Trainer's Accelerator would set that to LOCAL_RANK, after the load. Without this every rank of an
+    8-GPU launch would put its full copy (16 GB of float32 weights for a 4B model) on GPU 0.
+    """
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is None:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank))
+
+
 def trainer_args(
     cfg: SFTConfig | RLConfig,
     output_dir: Path,

@@ -4,6 +4,10 @@ survives a resume, and one log.jsonl line per optimizer step.
     <output_dir>/log.jsonl       one line per optimizer step (steps past the resume point dropped)
     <output_dir>/checkpoints/    TRL checkpoints every `rl.save_steps`; a re-run resumes from the newest complete one
     <output_dir>/model/          the final HF folder
+
+Under `accelerate launch` (docs/SCALING.md) every rank runs this module: each binds its own GPU before
+loading, rank 0 alone trims and appends log.jsonl (with every rank's rollout groups gathered into it),
+and no rank returns before the final model is whole on disk.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from intrain.config import ModelConfig, RLConfig
+from intrain.config import ConfigError, ModelConfig, RLConfig
 from intrain.rewards import CorrectnessReward
-from intrain.training.args import num_processes, trainer_args
+from intrain.training.args import bind_cuda_device, is_main_process, num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
 
 LOG_NAME = "log.jsonl"
@@ -43,7 +47,8 @@ _LOGGED = {
 
 
 def want_vllm(setting: str) -> bool:
-    """vLLM colocate generation: 'always'; 'auto' when CUDA is there and vllm imports; else HF generate."""
+    """vLLM generation (colocated or on a server, see `rl.vllm_mode`): 'always'; 'auto' when CUDA is there
+    and vllm imports (TRL imports it in server mode too, for the weight transfer); else HF generate."""
     if setting == "always":
         return True
     if setting == "never":
@@ -81,17 +86,27 @@ def grpo_args(
     world_size: int = 1,
     keep_checkpoints: int = 0,
 ):
-    """The TRL GRPOConfig of the paper's recipe for `rl`."""
+    """The TRL GRPOConfig of the paper's recipe for `rl`; `use_vllm` generates with vLLM where
+    `rl.vllm_mode` says, else with transformers' generate."""
     from trl import GRPOConfig
 
     per_device, accumulation = batch_layout(rl, world_size)
     extra: dict[str, Any] = {}
-    if use_vllm:
+    if use_vllm and rl.vllm_mode == "colocate":
         extra.update(
             use_vllm=True,
             vllm_mode="colocate",
             vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
             vllm_max_model_length=model.max_model_len,
+        )
+    elif use_vllm:
+        # The server's memory share, context length and tensor parallelism are its own command line's
+        # (docs/SCALING.md); TRL ignores its colocate-only fields in server mode, so none is set here.
+        extra.update(
+            use_vllm=True,
+            vllm_mode="server",
+            vllm_server_base_url=rl.vllm_server_base_url,
+            vllm_server_timeout=rl.vllm_server_timeout,
         )
     return GRPOConfig(
         **trainer_args(rl, output_dir, device, per_device, accumulation, keep_checkpoints),
@@ -141,16 +156,31 @@ def train_grpo(
     vllm = want_vllm(rl.use_vllm)
     if vllm and device != "cuda":
         raise ValueError("rl.use_vllm: vLLM generation needs a CUDA device")
-    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
+    if rl.vllm_mode == "server" and not vllm:
+        # Falling back to transformers' generate would leave the started server idle and run ~10x slower.
+        raise ConfigError(
+            "rl.vllm_mode: server, but vLLM is not usable in the trainer (rl.use_vllm: auto needs CUDA and "
+            "vllm importable here; install the 'gpu' extra)"
+        )
+    if device == "cuda":
+        bind_cuda_device()
     checkpoints = output_dir / "checkpoints"
+    target = output_dir / "model"
+    resume = last_complete_checkpoint(checkpoints)
+    resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume else 0
+    if resume is not None and resumed_from >= rl.steps:
+        # Killed after the final checkpoint (Trainer writes one at the last step) and before the model was
+        # saved. Resuming there, Trainer would run one step past max_steps when the steps end mid-epoch (it
+        # checks the limit only after a step); the checkpoint already holds the final weights.
+        _save_final_from_checkpoint(resume, target)
+        return {"path": str(target), "steps": resumed_from, "resumed_from_step": resumed_from, "vllm": vllm}
+    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
     args = grpo_args(
         rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=num_processes(), keep_checkpoints=keep_checkpoints
     )
-
-    resume = last_complete_checkpoint(checkpoints)
-    resumed_from = int(resume.name.removeprefix("checkpoint-")) if resume else 0
     log_path = output_dir / LOG_NAME
-    _trim_log(log_path, resumed_from)
+    if is_main_process():  # the one writer of log.jsonl (StepLog appends on rank 0 only)
+        _trim_log(log_path, resumed_from)
     trainer = _trainer_class()(
         model=model,
         reward_funcs=[reward],
@@ -170,16 +200,32 @@ def train_grpo(
     # run's random streams. TRL regenerates completions on the first resumed step (its rollout
     # buffer is not checkpointed; with one generation per optimizer step nothing is lost).
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    target = output_dir / "model"
-    trainer.save_model(str(target))
+    trainer.save_model(str(target))  # gathers ZeRO-3 / FSDP shards; rank 0 writes
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(target))
+    # Other ranks go on to mark the stage complete: not before rank 0 has written the whole model.
+    trainer.accelerator.wait_for_everyone()
     steps = trainer.state.global_step
     del trainer, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"path": str(target), "steps": steps, "resumed_from_step": resumed_from, "vllm": vllm}
+
+
+def _save_final_from_checkpoint(checkpoint: Path, target: Path) -> None:
+    """The final HF folder from a checkpoint's own: Trainer saves every checkpoint's weights as a whole HF
+    model (gathered from ZeRO-3 shards with zero3_save_16bit_model, or as FSDP's full state dict) beside
+    its optimizer state. Rank 0 writes; no rank returns before the folder is whole."""
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    state = PartialState()  # a process group across the launch's ranks, or a no-op in a plain run
+    if state.is_main_process:
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype="auto", local_files_only=True)
+        model.save_pretrained(str(target))
+        AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True).save_pretrained(str(target))
+    state.wait_for_everyone()
 
 
 @functools.cache
@@ -227,21 +273,42 @@ def _make_step_log_class():
             self.reward = reward
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or "reward" not in logs:
+            if not logs or "reward" not in logs:
                 return  # eval logs and the end-of-training summary carry no reward
+            batch = self.reward.take_last_batch() if self.reward is not None else None
+            # Each rank graded only its own slice of the step's rollouts. Every rank logs at the same step with
+            # the same (already gathered) metrics, so all of them reach this collective, or none does.
+            batches = _gather_objects(batch) if args.world_size > 1 else [batch]
+            if not state.is_world_process_zero:
+                return
             record: dict[str, Any] = {"step": state.global_step}
             record.update({ours: logs[theirs] for theirs, ours in _LOGGED.items() if theirs in logs})
-            batch = self.reward.take_last_batch() if self.reward is not None else None
-            if batch is not None and batch["problem_ids"] is not None:
-                # Correct rollouts per prompt group, in sampling order (TRL keeps each group contiguous).
-                size = args.num_generations
-                ids, rewards = batch["problem_ids"], batch["rewards"]
-                record["groups"] = [[ids[i], int(sum(rewards[i : i + size]))] for i in range(0, len(ids), size)]
+            groups = step_groups(batches, args.num_generations)
+            if groups is not None:
+                record["groups"] = groups
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
     return _StepLog
+
+
+def step_groups(batches: list[dict[str, Any] | None], group_size: int) -> list[list[Any]] | None:
+    """[problem_id, correct rollouts] per prompt group, in sampling order, from the ranks' graded batches in
+    rank order (TRL's order: it gathers rewards the same way and keeps each group contiguous); None when a
+    rank graded nothing or without problem ids (a partial list would read as the whole step)."""
+    if not batches or any(b is None or b["problem_ids"] is None for b in batches):
+        return None
+    ids = [i for b in batches if b is not None for i in b["problem_ids"]]
+    rewards = [r for b in batches if b is not None for r in b["rewards"]]
+    return [[ids[i], int(sum(rewards[i : i + group_size]))] for i in range(0, len(ids), group_size)]
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    """`obj` of every rank, in rank order (a collective: every rank must call it)."""
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
 
 
 def StepLog(path: Path, reward: CorrectnessReward | None = None):
@@ -257,7 +324,10 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def _trim_log(path: Path, keep_through: int) -> None:
     """Drop log lines of steps after the checkpoint we resume from (they will be redone)."""
+    from intrain.store import atomic_write_text
+
     if not path.exists():
         return
     kept = [r for r in read_log(path) if r.get("step", 0) <= keep_through]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    # Atomic: a kill mid-write must not leave a log that a re-run can no longer parse.
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
