@@ -51,5 +51,16 @@ test-vllm:
 	fi
 	$(VLLM_VENV)/bin/python scripts/vllm_cpu_check.py
 
+# The wheels a GPU machine without network lacks (Python 3.12, manylinux x86-64), for
+# scripts/gpu_smoke.sh: pinned as in pyproject.toml, about 19 MB.
+GPU_WHEELS := transformers==5.24.0 trl==1.16.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
+	math-verify==0.9.0 latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2 pydantic==2.14.4 \
+	pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 regex==2026.11.19
+.PHONY: gpu-wheels
+gpu-wheels:
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)
+
 clean:
 	rm -rf $(VENV)

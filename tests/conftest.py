@@ -9,12 +9,6 @@ import random
 
 import pytest
 
-CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-
 
 def synthetic_corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
     """Arithmetic-flavoured lines covering what tests and prompts use."""
@@ -71,61 +65,12 @@ def synthetic_corpus(n_lines: int = 400, seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tiny_model(
-    out_dir: str,
-    *,
-    vocab_size: int = 512,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    num_kv_heads: int = 2,
-    head_dim: int = 16,
-    seed: int = 0,
-) -> str:
-    """Save a byte-level BPE tokenizer + random Qwen3ForCausalLM to ``out_dir``; return the path."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+def build_tiny_model(out_dir: str, *, vocab_size: int = 512, seed: int = 0, **shape) -> str:
+    """Save a byte-level BPE tokenizer + random Qwen3ForCausalLM to ``out_dir``; return the path.
+    ``shape``: fields of :class:`intrain.lab.tiny_model.Shape` (hidden_size, num_layers, ...)."""
+    from intrain.lab.tiny_model import Shape, build_model, build_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(synthetic_corpus(), trainer)
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|pad|>",
-        unk_token=None,
-    )
-    hf_tok.chat_template = CHATML_TEMPLATE
-    hf_tok.save_pretrained(out_dir)
-
-    torch.manual_seed(seed)
-    cfg = Qwen3Config(
-        vocab_size=len(hf_tok),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        head_dim=head_dim,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        eos_token_id=hf_tok.eos_token_id,
-        pad_token_id=hf_tok.pad_token_id,
-        bos_token_id=None,
-    )
-    model = Qwen3ForCausalLM(cfg)
-    model.generation_config.eos_token_id = hf_tok.eos_token_id
-    model.generation_config.pad_token_id = hf_tok.pad_token_id
-    model.save_pretrained(out_dir)
-    return str(out_dir)
+    return build_model(out_dir, build_tokenizer(synthetic_corpus(), vocab_size), Shape(**shape), seed=seed)
 
 
 @pytest.fixture(scope="session")

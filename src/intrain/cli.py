@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -57,9 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="controlled experiments on the arithmetic family's ground truth")
     lab.add_argument(
         "table",
-        choices=["table1", "filter-precision"],
-        help="table1: does an intervention help a continuation? filter-precision: how often is a kept "
-        "intervention right?",
+        choices=["pretrain", "table1", "filter-precision"],
+        help="pretrain: train the lab model from scratch on the family (lab.pretrain); table1: does an "
+        "intervention help a continuation? filter-precision: how often is a kept intervention right?",
     )
     _add_common(lab)
 
@@ -68,11 +70,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _context(args: argparse.Namespace, config: Config):
-    from intrain.stages.common import RunContext
+def _run_dir(args: argparse.Namespace, config: Config) -> tuple[Path, str]:
+    """The run directory and the name of the setting it came from (for error messages)."""
+    if args.run_dir:
+        return Path(args.run_dir), "--run-dir"
+    return Path(config.output.run_dir), "output.run_dir"
 
-    run_dir = Path(args.run_dir or config.output.run_dir)
-    return RunContext(config=config, run_dir=run_dir, force=args.force)
+
+def _check_models(args: argparse.Namespace, config: Config) -> None:
+    """Refuse an unusable model before the run directory or a stage folder is touched: first the
+    cheap path checks of every model field, then the policy's tokenizer (loadable, with a chat
+    template), which every command but `lab pretrain` renders prompts with."""
+    from intrain.models import check_model_path, load_tokenizer
+
+    if args.command == "lab" and args.table == "pretrain":
+        return  # builds a model from scratch; model.path may name the folder it is about to write
+    policy, field = (
+        (args.model, "--model") if args.command == "eval" and args.model else (config.model.path, "model.path")
+    )
+    check_model_path(policy, field)
+    _check_adapter(config.model.adapter, "model.adapter")
+    proposer = config.propose.proposer
+    if proposer.kind == "model" and proposer.model is not None:
+        check_model_path(proposer.model.path, "propose.proposer.model.path")
+        _check_adapter(proposer.model.adapter, "propose.proposer.model.adapter")
+    load_tokenizer(policy, field)
+
+
+def _check_adapter(adapter: str | None, field: str) -> None:
+    if adapter is not None and not Path(adapter).expanduser().is_dir():
+        raise ConfigError(f"{field}: adapter folder {adapter} does not exist")
+
+
+def _holds_run_lock() -> bool:
+    # Under `accelerate launch` / torchrun every rank runs this command on the same run directory;
+    # rank 0 holds the lock for the whole launch.
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,29 +116,54 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(to_yaml(load_config(args.config, args.overrides)))
             return 0
         config = load_config("demo" if args.command == "demo" else args.config, args.overrides)
-        ctx = _context(args, config)
-        try:
-            return _dispatch(args, ctx)
-        finally:
-            ctx.close()
+        _check_models(args, config)
+        return _run_locked(args, config)
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, re-run to resume", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("INTRAIN_DEBUG"):
             raise
-        known = _known_errors()
-        if isinstance(exc, known):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        message = _known_error_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _run_locked(args: argparse.Namespace, config: Config) -> int:
+    """Dispatch while holding the run directory's lock (released on any exit, and by the OS on a kill)."""
+    from intrain.stages.common import RunContext
+    from intrain.store import lock_run_dir
+
+    run_dir, field = _run_dir(args, config)
+    lock = lock_run_dir(run_dir, field) if _holds_run_lock() else contextlib.nullcontext()
+    with lock:
+        ctx = RunContext(config=config, run_dir=run_dir, force=args.force)
+        try:
+            return _dispatch(args, ctx)
+        finally:
+            ctx.close()
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from intrain.data import DataError
-    from intrain.store import StageConfigChanged
+    from intrain.store import RunDirError, StageConfigChanged
 
-    return (ConfigError, DataError, StageConfigChanged, FileNotFoundError)
+    return (ConfigError, DataError, StageConfigChanged, RunDirError, FileNotFoundError)
+
+
+def _known_error_message(exc: BaseException) -> str | None:
+    """The one line to print for a failure the user can fix, or None for a bug (traceback)."""
+    from intrain.store import STORAGE_ERRNOS
+
+    if isinstance(exc, _known_errors()):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        where = exc.filename or "the run directory"
+        fix = "make the disk writable" if exc.errno == errno.EROFS else "free some space"
+        return f"cannot write {where}: {exc.strerror}; finished shards are kept, {fix} and re-run to resume"
+    return None
 
 
 def _dispatch(args: argparse.Namespace, ctx) -> int:
@@ -149,9 +207,12 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
             )
         )
     elif args.command == "lab":
-        from intrain.lab import filter_precision, table1
+        from intrain.lab import filter_precision, pretrain, table1
 
-        (table1 if args.table == "table1" else filter_precision).run(ctx)
+        if args.table == "pretrain":
+            pretrain.run(ctx.config, ctx.run_dir)
+        else:
+            (table1 if args.table == "table1" else filter_precision).run(ctx)
     elif args.command in ("run", "demo"):
         pipeline.run(ctx)
     return 0
