@@ -45,6 +45,7 @@ from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext, user_message
 from intrain.steps import DEFAULT_SEPARATOR, split_substeps
 from intrain.store import Stage, read_stage_records
+from intrain.training.args import is_main_process
 from intrain.training.checkpoints import prune_checkpoints
 from intrain.training.grpo import LOG_NAME, read_log, train_grpo
 
@@ -118,10 +119,11 @@ def run(
         "resumed_from_step": result["resumed_from_step"],
         "vllm": result["vllm"],
     }
-    stage.finish(
-        counts, model=result["path"], init_model=init_model, init_adapter=init_adapter, rl_data=describe_data(rl)
-    )
-    prune_checkpoints(stage.path / "checkpoints", keep)
+    if is_main_process():  # under `accelerate launch` every rank gets here; one writes
+        stage.finish(
+            counts, model=result["path"], init_model=init_model, init_adapter=init_adapter, rl_data=describe_data(rl)
+        )
+        prune_checkpoints(stage.path / "checkpoints", keep)
     console.print(f"{label}: {counts}")
     return stage
 

@@ -21,6 +21,7 @@ from intrain.records import FilterResult, SFTExample
 from intrain.stages import filter as filter_stage
 from intrain.stages.common import RunContext
 from intrain.store import Stage, read_stage_records
+from intrain.training.args import is_main_process
 from intrain.training.checkpoints import prune_checkpoints
 from intrain.training.sft import sft_row, train_sft
 
@@ -120,8 +121,9 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
         keep_checkpoints=cfg.output.keep_checkpoints,
     )
     counts.update(steps=result["steps"], first_loss=result["first_loss"], last_loss=result["last_loss"])
-    stage.finish(counts, model=result["path"])
-    prune_checkpoints(stage.path / "checkpoints", cfg.output.keep_checkpoints)
+    if is_main_process():  # under `accelerate launch` every rank gets here; one writes
+        stage.finish(counts, model=result["path"])
+        prune_checkpoints(stage.path / "checkpoints", cfg.output.keep_checkpoints)
     console.print(f"{label}: {counts}")
     return stage
 

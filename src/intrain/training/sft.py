@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 from intrain.config import ModelConfig, SFTConfig
 from intrain.engines.base import Request, render_ids
 from intrain.stages.common import user_message
-from intrain.training.args import num_processes, trainer_args
+from intrain.store import atomic_write_text
+from intrain.training.args import bind_cuda_device, is_main_process, num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ def train_sft(
     from intrain.models import load_for_training, pick_device
 
     device = pick_device(model_cfg.device)
+    if device == "cuda":
+        bind_cuda_device()  # each rank of a launch loads onto its own GPU, not all onto GPU 0
     model, tokenizer = load_for_training(base_path, device, model_cfg.dtype, base_adapter)
     tokenizer.padding_side = "right"
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * num_processes()))
@@ -118,18 +121,24 @@ def train_sft(
     # given, wrapped in a PeftModel when it got a peft_config.
     if sft.lora is not None and not merge_lora:
         target = output_dir / "adapter"
-        cast("PeftModel", trainer.model).save_pretrained(str(target))
-    else:
-        trained: PreTrainedModel
-        if sft.lora is not None:
-            trained = cast("PeftModel", trainer.model).merge_and_unload()
-        else:
-            trained = cast("PreTrainedModel", trainer.model)
+        if is_main_process():
+            cast("PeftModel", trainer.model).save_pretrained(str(target))
+    elif sft.lora is not None:
         target = output_dir / "model"
-        trained.save_pretrained(str(target))
-        tokenizer.save_pretrained(str(target))
+        merged = cast("PeftModel", trainer.model).merge_and_unload()
+        if is_main_process():
+            cast("PreTrainedModel", merged).save_pretrained(str(target))
+    else:
+        target = output_dir / "model"
+        trainer.save_model(str(target))  # gathers ZeRO-3 / FSDP shards; rank 0 writes
+    if is_main_process():
+        if target.name == "model":
+            tokenizer.save_pretrained(str(target))
+        log = trainer.state.log_history
+        atomic_write_text(output_dir / "train_log.jsonl", "".join(json.dumps(entry) + "\n" for entry in log))
+    # Other ranks go on to mark the stage complete: not before rank 0 has written the whole model.
+    trainer.accelerator.wait_for_everyone()
     log = trainer.state.log_history
-    (output_dir / "train_log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
     losses = [e["loss"] for e in log if "loss" in e]
     return {
         "path": str(target),
