@@ -17,6 +17,8 @@ import platform
 import time
 from pathlib import Path
 
+from intrain.store import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results" / "generation.json"
 PROMPT = "What is 27 + 58? Think step by step and put the final answer in \\boxed{}."
 
@@ -109,11 +111,7 @@ def main() -> None:
     }
     text = json.dumps(result, indent=2)
     print(text)
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, out_path)
+    atomic_write_text(Path(args.out), text + "\n")
 
 
 if __name__ == "__main__":

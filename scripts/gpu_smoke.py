@@ -181,8 +181,10 @@ def throughput(out: Path, device: str, sizes: dict[str, Any], rows: list[dict[st
     for batch in sizes["throughput_batches"]:
         engine = HFGenerator.load(str(folder), device=device, dtype=dtype, batch_size=batch)
         tok = engine.tokenizer
-        prompt = tok.decode(tok(" ".join(texts))["input_ids"][:128])
-        requests = [Request(prompt=prompt) for _ in range(batch)]
+        # Distinct 128-token prompts: identical ones would share one prefill and flatter the engine.
+        corpus_ids = tok(" ".join(texts))["input_ids"]
+        prompts = [tok.decode(corpus_ids[i * 7 : i * 7 + 128]) for i in range(batch)]
+        requests = [Request(prompt=p) for p in prompts]
         params = SamplingParams(temperature=1.0, max_tokens=new_tokens, seed=0)
         # Both paths are warmed up alike (full batch, a few tokens) before they are timed.
         engine.generate(requests, SamplingParams(temperature=1.0, max_tokens=16))
@@ -194,7 +196,8 @@ def throughput(out: Path, device: str, sizes: dict[str, Any], rows: list[dict[st
         )
         del engine
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, dtype)).to(device)
-        ids = tok([prompt] * batch, return_tensors="pt").to(device)
+        tok.padding_side = "left"
+        ids = tok(prompts, return_tensors="pt", padding=True).to(device)
 
         def plain(model=model, ids=ids):
             out_ids = model.generate(

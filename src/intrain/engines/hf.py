@@ -1,20 +1,24 @@
 """transformers ``generate`` as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
 
 Requests are expanded to ``n`` sequences each, sorted by prompt length (so a batch wastes little
-padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache. The sampling
-chain is built here rather than taken from the model's ``generation_config``, so a checkpoint's
-defaults (``top_k=20``, ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the
-whole story. The same call (same requests, same params, same seed) returns the same outputs.
+padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache. Rows of a
+batch with the same prompt (the ``n`` samples of a request, or identical requests) are prefilled
+once and continue from copies of that KV cache (``HFGenerator.share_prefix``). The sampling chain is
+built here rather than taken from the model's ``generation_config``, so a checkpoint's defaults
+(``top_k=20``, ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole
+story. The same call (same requests, same params, same seed) returns the same outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from transformers import (
+    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -32,15 +36,33 @@ class HFGenerator:
     """Generate with a loaded transformers causal LM.
 
     ``chat_template_kwargs`` (optional) are passed to the chat template, e.g. ``{"enable_thinking": False}``.
+
+    ``share_prefix`` (default on): rows of one batch whose prompts are identical share one prefill.
+    With sampling, all but the prompt's last token run through the model once per distinct prompt,
+    the KV cache is copied to every row that has that prompt, and ``generate`` continues from it (it
+    only feeds the last prompt token). Greedy rows with identical prompts would decode identically, so
+    each distinct prompt is decoded once and its completion copied. Off, every row is prefilled (and
+    decoded) on its own, as before; the switch exists to measure the difference
+    (``bench/bench_prefix.py``). Either way the random stream is consumed by the same sampling steps
+    on the same rows, so the samples agree unless float rounding (the prompt's last token now runs
+    as a one-token step) moves a draw across a boundary; log-probabilities agree to ~1e-6.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, chat_template_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 16,
+        chat_template_kwargs: dict | None = None,
+        share_prefix: bool = True,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.share_prefix = share_prefix
         self.model.eval()
         self.eos_token_ids = _eos_ids(model, tokenizer)
         if not self.eos_token_ids:
@@ -59,12 +81,15 @@ class HFGenerator:
         adapter: str | None = None,
         batch_size: int = 16,
         chat_template_kwargs: dict | None = None,
+        share_prefix: bool = True,
     ) -> HFGenerator:
         """Load a model spec (folder, hub id or ``"embedded:smollm2"``) via :mod:`intrain.models`."""
         from intrain.models import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(path, device=device, dtype=dtype, adapter=adapter)
-        return cls(model, tok, batch_size=batch_size, chat_template_kwargs=chat_template_kwargs)
+        return cls(
+            model, tok, batch_size=batch_size, chat_template_kwargs=chat_template_kwargs, share_prefix=share_prefix
+        )
 
     @property
     def device(self) -> Any:
@@ -135,6 +160,34 @@ class HFGenerator:
             self.model.generation_config = original
 
     def _generate_batch(self, batch_prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        # rows[i]: which distinct prompt row i has; distinct[u]: the first row with prompt u.
+        index: dict[tuple[int, ...], int] = {}
+        rows: list[int] = []
+        distinct: list[int] = []
+        for i, p in enumerate(batch_prompts):
+            u = index.setdefault(tuple(p), len(index))
+            if u == len(distinct):
+                distinct.append(i)
+            rows.append(u)
+        if not self.share_prefix or len(distinct) == len(batch_prompts):
+            return self._decode(batch_prompts, sampling)
+        if sampling.greedy:
+            # Greedy decoding is a function of the prompt alone: decode each distinct prompt once.
+            once = self._decode([batch_prompts[k] for k in distinct], sampling)
+            return [_copy(once[u]) for u in rows]
+        return self._decode(batch_prompts, sampling, shared=(distinct, rows))
+
+    def _decode(
+        self,
+        batch_prompts: list[list[int]],
+        sampling: SamplingParams,
+        shared: tuple[list[int], list[int]] | None = None,
+    ) -> list[Completion]:
+        """One ``generate`` call over left-padded rows.
+
+        ``shared = (distinct, rows)``: prefill each distinct prompt once (row ``distinct[u]`` stands for
+        prompt ``u``; row ``i`` has prompt ``rows[i]``) and start ``generate`` from the copied cache.
+        """
         device = self.device
         width = max(len(p) for p in batch_prompts)
         input_ids = torch.full((len(batch_prompts), width), self.pad_token_id, dtype=torch.long)
@@ -144,6 +197,7 @@ class HFGenerator:
                 input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
                 attention_mask[i, width - len(p) :] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        cache = self._prefill_shared(input_ids, attention_mask, *shared) if shared is not None else None
 
         do_sample = not sampling.greedy
         processors = LogitsProcessorList()
@@ -172,12 +226,18 @@ class HFGenerator:
         if do_sample:  # explicit neutral values: warpers come from `processors` only
             gen_kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
         config = GenerationConfig(**gen_kwargs)
+        gen_extra: dict[str, Any] = {}
+        if cache is not None:
+            # The full rows go in: `generate` sees the cache holds all but the last column and feeds
+            # only that column (positions and mask still come from the full rows).
+            gen_extra["cache"] = cache
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             generation_config=config,
             logits_processor=processors,
             stopping_criteria=criteria,
+            **gen_extra,
         )
         if not torch.is_tensor(out):  # a ModelOutput when return_dict_in_generate sneaks in
             out = out.sequences
@@ -212,6 +272,50 @@ class HFGenerator:
                 )
             )
         return completions
+
+    def _prefill_shared(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, distinct: list[int], rows: list[int]
+    ) -> DynamicCache | None:
+        """The KV cache of every row's prompt but its last column, computing each distinct prompt once.
+
+        The distinct rows' columns ``[0, width - 1)`` go through the model body (no LM head: nothing
+        reads these logits) with the position ids and mask ``generate`` would build from the same
+        left-padded rows, then the cache rows are copied out to all rows. ``None`` (prefill every row
+        as usual) when there is nothing to share or the model's cache can't be continued this way.
+        """
+        width = input_ids.shape[1]
+        if width < 2:
+            return None  # one-token prompts: the last column is all there is
+        cache = DynamicCache(config=self.model.config)
+        if any(cache.is_linear):
+            # Linear-attention (SSM) states can't be continued from a given column by `generate`.
+            return None
+        # As `generate` derives them: count real tokens; padding gets position 0.
+        position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        pick = torch.tensor(distinct, device=input_ids.device)
+        mask = attention_mask[pick, :-1]
+        # The decoder without its LM head (a causal LM's `model`). A model with no separate body is
+        # called whole, keeping one position's logits.
+        body = self.model.base_model
+        head_kwargs = {"logits_to_keep": 1} if body is self.model else {}
+        body(
+            input_ids=input_ids[pick, :-1],
+            # An all-ones mask is dropped, as `generate` does for an unpadded batch (same attention path).
+            attention_mask=None if bool(mask.all()) else mask,
+            position_ids=position_ids[pick, :-1],
+            cache=cache,
+            use_cache=True,
+            **head_kwargs,
+        )
+        # Each row takes its prompt's cache (an index copy per layer); `generate` then feeds each row
+        # only its last prompt token.
+        cache.batch_select_indices(torch.tensor(rows, device=input_ids.device))
+        return cache
+
+
+def _copy(c: Completion) -> Completion:
+    """A completion that shares no list with ``c``: callers may edit their samples independently."""
+    return replace(c, token_ids=list(c.token_ids), logprobs=None if c.logprobs is None else list(c.logprobs))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
