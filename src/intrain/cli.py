@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(lab)
 
+    trace = sub.add_parser("show", help="one problem's attempts, flagged steps, interventions and verdicts")
+    trace.add_argument("run_dir", help="a run directory (one with a sample stage)")
+    trace.add_argument("--problem", required=True, help="problem id (as in the data source)")
+
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
     _add_common(demo, config_required=False)
     return parser
@@ -114,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "config":
             sys.stdout.write(to_yaml(load_config(args.config, args.overrides)))
+            return 0
+        if args.command == "show":  # reads a run's records; no config, no lock
+            from rich.console import Console
+
+            from intrain.show import show
+
+            show(Path(args.run_dir), args.problem, Console(highlight=False))  # stdout: the view is the output
             return 0
         config = load_config("demo" if args.command == "demo" else args.config, args.overrides)
         _check_models(args, config)
