@@ -59,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="controlled experiments on the arithmetic family's ground truth")
     lab.add_argument(
         "table",
-        choices=["pretrain", "table1", "filter-precision"],
-        help="pretrain: train the lab model from scratch on the family (lab.pretrain); table1: does an "
-        "intervention help a continuation? filter-precision: how often is a kept intervention right?",
+        choices=["pretrain", "hard-split", "table1", "filter-precision"],
+        help="pretrain: train the lab model from scratch on the family (lab.pretrain); hard-split: the "
+        "problems the policy fails on all of lab.hard_k samples; table1: does an intervention help a "
+        "continuation? filter-precision: how often is a kept intervention right?",
     )
     _add_common(lab)
 
@@ -218,10 +219,12 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
             )
         )
     elif args.command == "lab":
-        from intrain.lab import filter_precision, pretrain, table1
+        from intrain.lab import filter_precision, hard_split, pretrain, table1
 
         if args.table == "pretrain":
             pretrain.run(ctx.config, ctx.run_dir)
+        elif args.table == "hard-split":
+            hard_split.run(ctx)
         else:
             (table1 if args.table == "table1" else filter_precision).run(ctx)
     elif args.command in ("run", "demo"):

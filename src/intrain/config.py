@@ -477,6 +477,12 @@ class LabConfig(Section):
     """`intrain lab`: controlled experiments on a family with ground truth (see lab/)."""
 
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="`intrain lab pretrain`.")
+    hard_k: int = Field(
+        8,
+        ge=1,
+        description="hard-split: samples per problem (with `sample`'s settings); a problem is hard when none "
+        "of them is correct (the paper's hard set: the base policy fails all of K).",
+    )
 
     attempts: int = Field(60, ge=1, description="table1: failed attempts with a ground-truth first error to study.")
     n: int = Field(8, ge=1, description="table1: continuations per attempt and condition.")

@@ -125,6 +125,10 @@ LAB_TABLE1 = StageInputs(
 )
 
 LAB_FILTER_PRECISION = StageInputs(config=LAB_TABLE1.config, upstream=("sample", "propose"))
+# One declaration for both splits' stages: each reads its own source, and sampling is `sample`'s with n = hard_k.
+LAB_HARD_SPLIT = StageInputs(
+    config=(*_GENERATION, *_TRAIN_DATA, "data.eval", "data.prompt_template", "sample", "lab.hard_k", "grading.timeout_s")
+)
 
 # Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
 ALL_STAGES: dict[str, StageInputs] = {
@@ -142,6 +146,7 @@ ALL_STAGES: dict[str, StageInputs] = {
     "rl:covered": RL_COVERED,
     "lab-table1": LAB_TABLE1,
     "lab-filter-precision": LAB_FILTER_PRECISION,
+    "lab-hard-split": LAB_HARD_SPLIT,
 }
 
 
