@@ -127,7 +127,15 @@ LAB_TABLE1 = StageInputs(
 LAB_FILTER_PRECISION = StageInputs(config=LAB_TABLE1.config, upstream=("sample", "propose"))
 # One declaration for both splits' stages: each reads its own source, and sampling is `sample`'s with n = hard_k.
 LAB_HARD_SPLIT = StageInputs(
-    config=(*_GENERATION, *_TRAIN_DATA, "data.eval", "data.prompt_template", "sample", "lab.hard_k", "grading.timeout_s")
+    config=(
+        *_GENERATION,
+        *_TRAIN_DATA,
+        "data.eval",
+        "data.prompt_template",
+        "sample",
+        "lab.hard_k",
+        "grading.timeout_s",
+    )
 )
 
 # Every declaration, by stage name; a stage whose inputs depend on a mode has one entry per mode (`rl:<mode>`).
