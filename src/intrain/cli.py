@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(lab)
 
+    judge = sub.add_parser("eval-proposer", help="score the configured proposer on human first-error labels")
+    judge.add_argument("--labels", required=True, help="'champ' (champ-dataset package) or a ProcessBench-format JSONL")
+    judge.add_argument("--limit", type=int, default=None, help="score the first N labelled solutions only")
+    _add_common(judge)
+
     trace = sub.add_parser("show", help="one problem's attempts, flagged steps, interventions and verdicts")
     trace.add_argument("run_dir", help="a run directory (one with a sample stage)")
     trace.add_argument("--problem", required=True, help="problem id (as in the data source)")
@@ -218,6 +223,10 @@ def _dispatch(args: argparse.Namespace, ctx) -> int:
                 default=str,
             )
         )
+    elif args.command == "eval-proposer":
+        from intrain import proposer_eval
+
+        proposer_eval.run(ctx, args.labels, args.limit)
     elif args.command == "lab":
         from intrain.lab import filter_precision, hard_split, pretrain, table1
 

@@ -125,6 +125,8 @@ LAB_TABLE1 = StageInputs(
 )
 
 LAB_FILTER_PRECISION = StageInputs(config=LAB_TABLE1.config, upstream=("sample", "propose"))
+# Labels and limit reach the stage as arguments of the call (`intrain eval-proposer --labels --limit`).
+EVAL_PROPOSER = StageInputs(config=(*_GENERATION, "propose"))
 # One declaration for both splits' stages: each reads its own source, and sampling is `sample`'s with n = hard_k.
 LAB_HARD_SPLIT = StageInputs(
     config=(
@@ -155,6 +157,7 @@ ALL_STAGES: dict[str, StageInputs] = {
     "lab-table1": LAB_TABLE1,
     "lab-filter-precision": LAB_FILTER_PRECISION,
     "lab-hard-split": LAB_HARD_SPLIT,
+    "eval-proposer": EVAL_PROPOSER,
 }
 
 
