@@ -1,7 +1,8 @@
 """A run is a directory; each stage owns a sub-folder of Parquet shards and a manifest.
 
 Resume is shard-granular: a shard file exists only once it is complete (written to a temporary
-name, then renamed), so a crash loses at most the shard in flight. A stage's manifest records the
+name, then renamed), so a crash loses at most the shard in flight; the temporary file it leaves is
+removed by the next command that holds the run directory alone. A stage's manifest records the
 fingerprint of the config that produced it; reopening with a different fingerprint refuses unless
 forced, because mixing shards from two configs would silently corrupt a run. A stage folder that
 holds nothing yet (a run that failed before its first shard) is restarted instead of refused.
@@ -37,6 +38,8 @@ _VERSIONED = ("intrain", "torch", "transformers", "trl", "peft", "datasets", "ma
 
 
 LOCK_NAME = ".lock"
+# The end of every temporary file name of atomic_write_bytes: what marks a leftover as ours to delete.
+TEMPORARY_SUFFIX = ".intrain.tmp"
 MANIFEST_NAME = "manifest.json"
 # Errors of a full or read-only disk: the user frees space and re-runs; finished shards are kept.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -56,7 +59,7 @@ class RunDirInUse(RunDirError):
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -234,7 +237,8 @@ def lock_run_dir(run_dir: Path, field: str = "output.run_dir") -> Iterator[None]
     Two processes writing the same stage would interleave shards and manifests. `flock` locks die
     with their process (a killed run never leaves a stale lock) and are per open file, so a second
     `open` in the same process is refused too. The lock file holds the owner's pid for the message;
-    it is never deleted (deleting it would let a third process lock a different inode).
+    it is never deleted (deleting it would let a third process lock a different inode). Once locked,
+    a command that is its own only process removes what killed runs left of their atomic writes.
     """
     run_dir = Path(run_dir)
     fd = _open_lock_file(run_dir, field)
@@ -242,9 +246,36 @@ def lock_run_dir(run_dir: Path, field: str = "output.run_dir") -> Iterator[None]
         _acquire(fd, run_dir)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        if _sole_process():
+            remove_interrupted_writes(run_dir)
         yield
     finally:
         os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _sole_process() -> bool:
+    # Under `accelerate launch` / torchrun every rank runs the command and writes into the run directory
+    # (each opens its stage and writes its manifest), but only rank 0 holds the lock: the other ranks'
+    # temporary files may be in flight, so nothing is swept then.
+    return os.environ.get("WORLD_SIZE", "1").strip() in ("", "1")
+
+
+def remove_interrupted_writes(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that killed runs left in `run_dir` and its stage folders (a process
+    that dies between mkstemp and rename in `atomic_write_bytes`; a kill during a shard's write and
+    fsync leaves one beside the shards); return them. No reader looks at them, but nothing else would
+    ever remove them. Only safe while no other process writes there: the caller holds the lock and is
+    the only process of its command."""
+    removed: list[Path] = []
+    folders = [run_dir, *(entry for entry in run_dir.iterdir() if entry.is_dir())]
+    for folder in folders:
+        for entry in folder.iterdir():
+            # Only names atomic_write_bytes makes: a run directory may be a folder with other things in it.
+            if _is_temporary(entry) and entry.name.endswith(TEMPORARY_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
 
 
 def _open_lock_file(run_dir: Path, field: str) -> int:

@@ -89,6 +89,9 @@ def run(
         init_producer=fingerprints.producer_hash(init_model),
     )
     if stage.complete:
+        # A run killed between finishing and pruning left its checkpoints (~50 GB each for 4B): prune now.
+        if is_main_process():
+            prune_checkpoints(stage.path / "checkpoints", cfg.output.keep_checkpoints)
         return stage
 
     if problems is None:

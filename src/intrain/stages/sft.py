@@ -87,6 +87,9 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
     cfg = ctx.config
     stage = ctx.open_stage(label, inputs, close_turn=close_turn)
     if stage.complete:
+        # A run killed between finishing and pruning left its checkpoints (~50 GB each for 4B): prune now.
+        if is_main_process():
+            prune_checkpoints(stage.path / "checkpoints", cfg.output.keep_checkpoints)
         return stage
     if not stage.has_shard(0):
         tokenizer = load_tokenizer(cfg.model.path)
