@@ -426,3 +426,12 @@ def test_rl_data_covered_trains_on_the_filter_stages_kept_problems(tiny_model_di
     _write_filter_stage(run_dir, [_filter_result("p1", 0, False)], "third")
     with pytest.raises(DataError, match="kept no intervention"):
         rl.run(RunContext(cfg, run_dir, force=True))
+
+
+def test_a_torn_last_log_line_is_dropped_and_a_torn_middle_one_refused(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "reward": 0.5}\n{"step": 2, "rew')
+    assert rl.read_log(log) == [{"step": 1, "reward": 0.5}]
+    log.write_text('{"step": 1, "rew\n{"step": 2, "reward": 0.5}\n')
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        rl.read_log(log)

@@ -317,9 +317,20 @@ def StepLog(path: Path, reward: CorrectnessReward | None = None):
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
+    """The step log's records. The log is appended to line by line, so a kill (or a full disk) can
+    leave its last line torn: that line is dropped (its step is past the last checkpoint, so it is
+    redone); a bad line anywhere else is corruption and raises."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+    return records
 
 
 def _trim_log(path: Path, keep_through: int) -> None:
