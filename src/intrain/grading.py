@@ -8,14 +8,22 @@ Why worker processes rather than threads or in-process calls:
 - math-verify's own timeouts use ``signal.alarm``, which raises outside the main thread, and TRL
   calls reward functions from threads. Workers run math-verify with its timeouts off and the
   parent enforces one wall-clock deadline per item.
+
+RL optimises against this grader, so model text is hostile (tests/fixtures/hostile_predictions.py
+is the corpus it is tested against): the parent's string work is linear in the text, answers over
+MAX_ANSWER_CHARS never reach a worker, and each worker runs under an address-space cap and an
+audit hook that refuses process creation, signals, file writes and sockets. A worker that dies,
+overruns the deadline or nears its cap is replaced, and only the item it held is affected.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import re
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["Grader", "Verdict", "extract_boxed", "normalize_answer"]
+__all__ = ["MAX_ANSWER_CHARS", "Grader", "GraderStats", "Verdict", "extract_boxed", "normalize_answer"]
 
 CORRECT = "correct"
 WRONG = "wrong"
@@ -46,26 +54,42 @@ class Verdict:
 # The lookahead keeps longer command names such as \boxedanswer from matching.
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _SPACE_FORM_TOKEN_RE = re.compile(r"[^\s$]+")
+# What brace matching has to look at: an escape pair (\{, \}, \\) or a run of braces. Ordinary
+# characters are skipped inside the regex engine and a run of braces is one step, so that
+# megabyte-long model outputs cost the parent milliseconds rather than seconds.
+_BRACE_RUN_RE = re.compile(r"\\.|\{+|\}+", re.DOTALL)
 
 
 def _matching_brace(text: str, open_idx: int) -> int | None:
     """Index of the ``}`` closing the ``{`` at ``open_idx``, or None if unbalanced."""
     depth = 0
-    i = open_idx
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            # An escaped \{ or \} is a literal set brace, and \\ must not escape what follows it.
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+    # An escaped \{ or \} is a literal set brace, and \\ must not escape what follows it.
+    for token in _BRACE_RUN_RE.finditer(text, open_idx):
+        run = token.group()
+        if run[0] == "{":
+            depth += len(run)
+        elif run[0] == "}":
+            if len(run) >= depth:
+                return token.start() + depth - 1
+            depth -= len(run)
     return None
+
+
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Every balanced ``{`` index mapped to its ``}``, in one linear pass (escapes as above)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []  # indices of the braces still open, innermost last
+    for token in _BRACE_RUN_RE.finditer(text):
+        run = token.group()
+        if run[0] == "{":
+            stack.extend(range(token.start(), token.end()))
+        elif run[0] == "}":
+            closed = min(len(run), len(stack))  # a "}" with nothing open closes nothing
+            if closed:
+                opened = stack[len(stack) - closed :]
+                del stack[len(stack) - closed :]
+                pairs.update(zip(reversed(opened), range(token.start(), token.start() + closed)))
+    return pairs
 
 
 def extract_boxed(text: str) -> str | None:
@@ -74,10 +98,11 @@ def extract_boxed(text: str) -> str | None:
     Returns None when there is no box, when the last box is unbalanced (usually a truncated
     generation: an earlier box is then an intermediate result, not the final answer) or empty.
     """
-    boxes = list(_BOX_RE.finditer(text))
-    if not boxes:
+    # maxlen=1 keeps only the last match: a flood of boxes costs no memory.
+    last_box = deque(_BOX_RE.finditer(text), maxlen=1)
+    if not last_box:
         return None
-    after = boxes[-1].end()
+    after = last_box[0].end()
     start = after
     while start < len(text) and text[start].isspace():
         start += 1
@@ -102,17 +127,31 @@ _WHITESPACE_RE = re.compile(r"\s+")
 
 
 def _unwrap(text: str) -> str:
+    """``text`` with each ``\\text{...}``-like wrapper replaced by its content, nested ones too.
+
+    From the first wrapper whose brace is never closed on, the text is kept as it is. Iterative and
+    linear on purpose: model text can nest wrappers thousands deep, which a recursive version
+    turns into a RecursionError, and a per-wrapper brace search into quadratic time, in the parent.
+    """
+    matches = list(_UNWRAP_RE.finditer(text))
+    if not matches:  # the common case, and it skips the brace scan
+        return text
+    pairs = _brace_pairs(text)
+    dropped: list[tuple[int, int]] = []  # [start, end) spans to cut: command names and their "}"
+    for match in matches:
+        close = pairs.get(match.end() - 1)
+        if close is None:
+            # A balanced wrapper cannot contain this unclosed brace, so nothing already cut lies
+            # beyond this point.
+            break
+        dropped.append((match.start(), match.end()))
+        dropped.append((close, close + 1))
+    dropped.sort()
     parts: list[str] = []
     pos = 0
-    for match in _UNWRAP_RE.finditer(text):
-        if match.start() < pos:  # nested inside a span already copied
-            continue
-        end = _matching_brace(text, match.end() - 1)
-        if end is None:
-            break
-        parts.append(text[pos : match.start()])
-        parts.append(_unwrap(text[match.end() : end]))
-        pos = end + 1
+    for start, end in dropped:
+        parts.append(text[pos:start])
+        pos = end
     parts.append(text[pos:])
     return "".join(parts)
 
@@ -211,38 +250,196 @@ def _compare(gold: str, pred: str) -> str:
 
 _READY = "ready"
 
+# What a worker may never do: start programs, signal processes (the parent included), change the
+# file system, open sockets, call C through ctypes, or lift its own limits. Parsing and comparing
+# maths needs none of it. This is defence in depth, not the guarantee: math-verify only hands
+# strings of digits and operators to SymPy's evaluating parser, and audit hooks can be bypassed
+# by code that already runs (PEP 578). The point is that a future math-verify or SymPy change
+# that evaluates model text does not turn straight into a shell.
+_BLOCKED_AUDIT_EVENTS = frozenset(
+    {
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "subprocess.Popen",
+        "pty.spawn",
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.mkdir",
+        "os.link",
+        "os.symlink",
+        "os.truncate",
+        "os.chmod",
+        "os.chown",
+        "os.utime",
+        "os.putenv",
+        "os.unsetenv",
+        "shutil.copyfile",
+        "shutil.copymode",
+        "shutil.copystat",
+        "shutil.copytree",
+        "shutil.move",
+        "shutil.rmtree",
+        "shutil.chown",
+        "shutil.make_archive",
+        "shutil.unpack_archive",
+        "socket.__new__",
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.getaddrinfo",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.call_function",
+        "ctypes.cdata",
+        "ctypes.addressof",
+        "ctypes.string_at",
+        "ctypes.wstring_at",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "sys.addaudithook",
+    }
+)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
-def _worker_main(conn: Connection) -> None:
+
+def _deny_side_effects(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook of a grading worker: refuse the events above and opening files for writing."""
+    if event in _BLOCKED_AUDIT_EVENTS:
+        raise PermissionError(f"{event} is not allowed in a grading worker")
+    if event == "open":
+        # args are (path, mode, flags); os.open passes mode=None, and unknown flags count as writes.
+        mode, flags = args[1], args[2]
+        writes_by_mode = isinstance(mode, str) and any(char in mode for char in "wax+")
+        writes_by_flags = not isinstance(flags, int) or flags < 0 or bool(flags & _WRITE_FLAGS)
+        if writes_by_mode or writes_by_flags:
+            raise PermissionError(f"opening {args[0]!r} for writing is not allowed in a grading worker")
+
+
+def _mapped_bytes() -> int | None:
+    """Address space this process has mapped (Linux), or None where /proc is unavailable."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def _harden_worker(memory_bytes: int | None) -> int | None:
+    """Limits for a worker that is about to take untrusted text; call after the warm-up.
+
+    ``memory_bytes`` is address space granted on top of what the worker maps once started. A cap
+    relative to that, rather than an absolute one, because spawn re-imports the parent's main
+    module in every worker and a training script's imports (torch) map gigabytes before any
+    grading happens. Past the cap, allocations fail: math-verify swallows the MemoryError and
+    scores the item as not equal (in seconds, where building the number would have run into the
+    deadline), one that reaches _worker_main retires the worker, and C code that aborts kills it;
+    in every case only this worker's item is affected.
+
+    Returns the mapped size past which the worker should retire after its reply (None: never).
+    """
+    import resource
+
+    # A worker that aborts on an allocation failure must not leave a core file of its heap.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    baseline = _mapped_bytes()
+    retire_above = None
+    if memory_bytes is not None and baseline is not None:
+        cap = baseline + memory_bytes
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        # Soft and hard both: code running in the worker must not be able to lift it again.
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        # SymPy's caches can keep an attack's huge numbers alive; with half the allowance held,
+        # innocent items that follow would fail to allocate, so a fresh worker takes over.
+        retire_above = baseline + memory_bytes // 2
+    # Lazy imports still work; their bytecode is just not cached (that would be a write).
+    sys.dont_write_bytecode = True
+    sys.addaudithook(_deny_side_effects)
+    return retire_above
+
+
+def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
     # Ctrl-C belongs to the parent, which kills its workers; a KeyboardInterrupt here would
     # only print tracebacks from every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # math-verify warns once per process that its timeouts are off; the parent owns them.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    # Pay for imports, regex compilation and the ANTLR parser before the first deadline starts.
+    # Pay for imports, regex compilation and the ANTLR parser before the first deadline starts,
+    # and before the memory cap is measured from what the worker holds.
     _compare("1", "1")
+    retire_above = _harden_worker(memory_bytes)
     conn.send(_READY)
     while True:
         try:
             gold, pred = conn.recv()
         except EOFError:  # the parent closed the pipe or exited
             return
+        retire = False
         try:
             reason = _compare(gold, pred)
+        except MemoryError:
+            # The cap was hit mid-parse. Python recovers, but SymPy's caches may hold half-built
+            # state and the heap is fragmented: reply, then make way for a fresh worker.
+            reason, retire = PARSE_ERROR, True
         except Exception:
             reason = PARSE_ERROR
-        conn.send(reason)
+        if retire_above is not None and (_mapped_bytes() or 0) > retire_above:
+            retire = True
+        conn.send((reason, retire))
+        if retire:
+            return
 
 
 # ----------------------------------------------------------------------------- parent side
 
 # Generous: a fresh spawn imports SymPy and ANTLR (~0.5 s idle, far more on a loaded machine).
 _STARTUP_TIMEOUT_S = 120.0
+# A worker whose pipe reads EOF is exiting; this only bounds the wait for its exit code.
+_REAP_TIMEOUT_S = 5.0
+# Deaths by these signals usually come from outside (the kernel's OOM killer, an operator), so the
+# item is retried once. Any other death (segfault, abort on a failed allocation, exit) was caused
+# by the input itself and would only repeat.
+_OUTSIDE_KILL_EXIT_CODES = frozenset({-signal.SIGKILL, -signal.SIGTERM})
+
+# Address space a worker may map beyond what it holds once started (see _harden_worker). The
+# verdict table of tests/unit/test_grading.py peaks about 6 MB above that footprint; gigabytes mean
+# an astronomic number is being built. The product with the worker count bounds what grading can
+# take from the host. (Belongs in GradingConfig next to workers and timeout_s.)
+DEFAULT_WORKER_MEMORY_BYTES = 1024**3
+# Extracted answers longer than this are scored as unparseable without a worker. Real final
+# answers are at most a few hundred characters, math-verify's parse time grows with length
+# (about 1 s at 4,000 characters), and a megabyte answer would only burn a worker's deadline.
+# A long answer that equals the gold as a string is still found correct in the parent.
+MAX_ANSWER_CHARS = 2000
+
+
+@dataclass
+class GraderStats:
+    """What a Grader's pool has been through since it was made (for benchmarks and logs)."""
+
+    started: int = 0  # worker processes started, replacements included
+    replaced: int = 0  # workers killed (or found dead) and replaced
+    timeouts: int = 0  # items that overran the deadline; each cost its worker
+    crashes: int = 0  # workers that died while grading an item
+    memory_exhausted: int = 0  # workers that hit or neared their memory cap, replied and retired
+    over_long: int = 0  # answers over MAX_ANSWER_CHARS, scored without a worker
 
 
 class _Worker:
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, memory_bytes: int | None) -> None:
         self.conn, child_conn = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child_conn,), daemon=True, name="intrain-grader")
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child_conn, memory_bytes), daemon=True, name="intrain-grader"
+        )
         self.proc.start()
         # Drop our copy of the child's end so that a dead worker reads as EOF, not a hang.
         child_conn.close()
@@ -254,6 +451,11 @@ class _Worker:
         self.conn.send(payload)
         self.job = job
         self.deadline = time.monotonic() + timeout_s
+
+    def died_of_outside_kill(self) -> bool:
+        """For a worker whose pipe hit EOF: whether the kill probably came from outside."""
+        self.proc.join(_REAP_TIMEOUT_S)
+        return self.proc.exitcode is None or self.proc.exitcode in _OUTSIDE_KILL_EXIT_CODES
 
     def stop(self) -> None:
         # Workers hold no state worth a graceful shutdown, and a hung one ignores polite requests.
@@ -267,16 +469,30 @@ class Grader:
 
     Thread-safe: concurrent ``grade`` calls are serialised on one lock, and each call already
     spreads its items over all workers. Workers start on the first ``grade``; a worker that
-    crashes or overruns ``timeout_s`` on an item is killed and replaced.
+    crashes, overruns ``timeout_s`` on an item or exhausts its memory is replaced, and only the
+    item it held is affected.
+
+    Model text is treated as hostile: the parent does only linear-time string work on it, and
+    each worker runs with ``worker_memory_bytes`` of address space on top of its start-up
+    footprint (None: no cap) and with process creation, signals, file writes and sockets refused.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout_s: float = 10.0,
+        worker_memory_bytes: int | None = DEFAULT_WORKER_MEMORY_BYTES,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if worker_memory_bytes is not None and worker_memory_bytes <= 0:
+            raise ValueError(f"worker_memory_bytes must be > 0 or None, got {worker_memory_bytes}")
         self.workers = workers
         self.timeout_s = timeout_s
+        self.worker_memory_bytes = worker_memory_bytes
+        self.stats = GraderStats()
         # spawn: forking a parent that holds CUDA state and TRL's threads is unsafe.
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
@@ -293,12 +509,19 @@ class Grader:
         # Settled here, without a worker: no box means no answer, and answers that match as
         # normalised strings are equal without paying for math-verify's ANTLR parse (2-60 ms,
         # the dominant cost), which is what most correct answers in RL batches look like.
-        payloads = {
-            i: (gold, answer)
-            for i, (gold, answer) in enumerate(zip(golds, extracted))
-            if answer is not None and not _same_string(gold, answer)
-        }
-        judged = dict(zip(payloads, self._run(list(payloads.values()))))
+        judged: dict[int, str] = {}
+        payloads: dict[int, tuple[str, str]] = {}
+        for i, (gold, answer) in enumerate(zip(golds, extracted)):
+            if answer is None or _same_string(gold, answer):
+                continue
+            if len(answer) > MAX_ANSWER_CHARS:
+                judged[i] = PARSE_ERROR
+            else:
+                payloads[i] = (gold, answer)
+        if judged:
+            with self._lock:  # stats are shared by concurrent grade calls
+                self.stats.over_long += len(judged)
+        judged.update(zip(payloads, self._run(list(payloads.values()))))
         return [
             Verdict(False, NO_ANSWER, None)
             if answer is None
@@ -323,7 +546,7 @@ class Grader:
     def _run(self, payloads: list[tuple[str, str]]) -> list[str]:
         results: list[str | None] = [None] * len(payloads)
         pending = deque(range(len(payloads)))
-        crashes = [0] * len(payloads)
+        retried = [False] * len(payloads)
         with self._lock:
             try:
                 while pending or any(w.job is not None for w in self._pool):
@@ -336,7 +559,7 @@ class Grader:
                             except OSError:  # died while idle (killed, OOM): retry elsewhere
                                 pending.appendleft(job)
                                 self._replace(worker)
-                    self._collect(results, pending, crashes)
+                    self._collect(results, pending, retried)
             finally:
                 # An exception (e.g. KeyboardInterrupt) can leave workers mid-item; their late
                 # replies would be read as answers to the next call's items.
@@ -344,7 +567,7 @@ class Grader:
                     self._replace(worker)
         return [PARSE_ERROR if r is None else r for r in results]
 
-    def _collect(self, results: list[str | None], pending: deque[int], crashes: list[int]) -> None:
+    def _collect(self, results: list[str | None], pending: deque[int], retried: list[bool]) -> None:
         """Wait for the next reply, crash or deadline and book it."""
         live = [w for w in self._pool if w.job is not None or not w.ready]
         timeout = max(0.0, min(w.deadline for w in live) - time.monotonic())
@@ -367,10 +590,10 @@ class Grader:
                         ) from None
                     self._replace(worker)
                     continue
-                # One retry, since the kill may have come from outside (OOM killer, an operator);
-                # an input that crashes a worker twice is scored as unparseable.
-                crashes[worker.job] += 1
-                if crashes[worker.job] < 2:
+                # Only this worker's item is affected: the others are on other workers or pending.
+                self.stats.crashes += 1
+                if worker.died_of_outside_kill() and not retried[worker.job]:
+                    retried[worker.job] = True
                     pending.appendleft(worker.job)
                 else:
                     results[worker.job] = PARSE_ERROR
@@ -380,27 +603,37 @@ class Grader:
             if message == _READY:
                 worker.ready = True
                 self._failed_starts = 0
-            else:
-                assert worker.job is not None
-                results[worker.job] = message
-                worker.job = None
+                continue
+            assert worker.job is not None
+            reason, retire = message
+            results[worker.job] = reason
+            worker.job = None
+            if retire:  # it hit or neared its memory cap (see _worker_main)
+                self.stats.memory_exhausted += 1
+                self._replace(worker)
         now = time.monotonic()
         for worker in [w for w in self._pool if w.deadline <= now]:
             if worker.job is not None:
                 results[worker.job] = TIMEOUT
                 worker.job = None
+                self.stats.timeouts += 1
                 self._replace(worker)
             elif not worker.ready:
                 self._discard(worker)
                 raise RuntimeError(f"grading worker not ready after {_STARTUP_TIMEOUT_S:.0f} s")
 
+    def _start_worker(self) -> _Worker:
+        self.stats.started += 1
+        return _Worker(self._ctx, self.worker_memory_bytes)
+
     def _top_up(self) -> None:
         while len(self._pool) < self.workers:
-            self._pool.append(_Worker(self._ctx))
+            self._pool.append(self._start_worker())
 
     def _replace(self, worker: _Worker) -> None:
         worker.stop()
-        self._pool[self._pool.index(worker)] = _Worker(self._ctx)
+        self.stats.replaced += 1
+        self._pool[self._pool.index(worker)] = self._start_worker()
 
     def _discard(self, worker: _Worker) -> None:
         worker.stop()
