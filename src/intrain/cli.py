@@ -112,12 +112,6 @@ def _check_adapter(adapter: str | None, field: str) -> None:
         raise ConfigError(f"{field}: adapter folder {adapter} does not exist")
 
 
-def _holds_run_lock() -> bool:
-    # Under `accelerate launch` / torchrun every rank runs this command on the same run directory;
-    # rank 0 holds the lock for the whole launch.
-    return os.environ.get("RANK", "0").strip() in ("", "0")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -152,9 +146,12 @@ def _run_locked(args: argparse.Namespace, config: Config) -> int:
     """Dispatch while holding the run directory's lock (released on any exit, and by the OS on a kill)."""
     from intrain.stages.common import RunContext
     from intrain.store import lock_run_dir
+    from intrain.training.args import is_main_process
 
     run_dir, field = _run_dir(args, config)
-    lock = lock_run_dir(run_dir, field) if _holds_run_lock() else contextlib.nullcontext()
+    # Under `accelerate launch` / torchrun every rank runs this command on the same run directory;
+    # rank 0 holds the lock for the whole launch.
+    lock = lock_run_dir(run_dir, field) if is_main_process() else contextlib.nullcontext()
     with lock:
         ctx = RunContext(config=config, run_dir=run_dir, force=args.force)
         try:
