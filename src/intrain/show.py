@@ -3,7 +3,8 @@
 For each sampled attempt: its verdict, its numbered substeps (blank-line chunks, as the proposer saw
 them) with the substep each proposal flags marked, the proposals (status, intervention) and what the
 continuation filter made of each (correct continuations out of those sampled, kept or not); then the
-reference solution. It reads the run's records only; stages that have not run are simply absent.
+reference solution. It reads whatever records the run has written, so it also works on a run in
+progress; stages that have not run are simply absent.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from rich.text import Text
 from intrain.config import ConfigError
 from intrain.records import FilterResult, Proposal, Rollout
 from intrain.steps import DEFAULT_SEPARATOR, split_substeps
-from intrain.store import read_stage_records
+from intrain.store import read_records_so_far
 
 
 def show(run_dir: Path, problem_id: str, console: Console, separator: str = DEFAULT_SEPARATOR) -> None:
     if not (run_dir / "sample").is_dir():
         raise ConfigError(f"{run_dir}: no sample stage here (is it a run directory?)")
-    rollouts = read_stage_records(run_dir, "sample", Rollout)
+    rollouts = read_records_so_far(run_dir, "sample", Rollout)
     attempts = sorted((r for r in rollouts if r.problem_id == problem_id), key=lambda r: r.sample_index)
     if not attempts:
         known = sorted({r.problem_id for r in rollouts})
@@ -33,10 +34,10 @@ def show(run_dir: Path, problem_id: str, console: Console, separator: str = DEFA
             f"(e.g. {', '.join(known[:3])})"
         )
     proposals: dict[str, list[Proposal]] = defaultdict(list)
-    for p in _records(run_dir, "propose", Proposal):
+    for p in read_records_so_far(run_dir, "propose", Proposal):
         if p.problem_id == problem_id:
             proposals[p.attempt_id].append(p)
-    verdicts = {(f.attempt_id, f.proposal_index): f for f in _records(run_dir, "filter", FilterResult)}
+    verdicts = {(f.attempt_id, f.proposal_index): f for f in read_records_so_far(run_dir, "filter", FilterResult)}
 
     first = attempts[0]
     console.print(Panel(Text(first.problem), title=f"{problem_id} · gold answer {first.answer}", title_align="left"))
@@ -67,7 +68,3 @@ def _proposal_line(p: Proposal, result: FilterResult | None) -> Text:
         tally = f"{result.continuations_correct}/{result.continuations}"
         line.append(f"\n     filter: {tally} continuations correct, {kept}")
     return line
-
-
-def _records(run_dir: Path, stage: str, record):
-    return read_stage_records(run_dir, stage, record) if (run_dir / stage).is_dir() else []

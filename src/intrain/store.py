@@ -223,6 +223,12 @@ def read_stage_records(run_dir: Path, name: str, record: type[R]) -> list[R]:
     return [record.from_row(row) for row in read_stage_rows(run_dir, name)]
 
 
+def read_records_so_far(run_dir: Path, name: str, record: type[R]) -> list[R]:
+    """Typed records of whatever shards stage `name` has written, finished or not ([] if it never ran):
+    for views of a run in progress, never for feeding a later stage."""
+    return [record.from_row(row) for row in _read_shards(Path(run_dir) / name)]
+
+
 def _read_shards(folder: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("shard-*.parquet")):

@@ -92,3 +92,13 @@ def test_show_unknown_problem_or_folder_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "--problem nope: not among the 1 problems" in err[0]
     assert main(["show", str(tmp_path / "missing"), "--problem", "x"]) == 2
     assert "no sample stage here" in capsys.readouterr().err
+
+
+def test_show_reads_a_run_in_progress(tmp_path, capsys):
+    problem, _attempt, location = write_run(tmp_path)
+    for stage in ("propose", "filter"):  # written shards, but the stages have not finished
+        manifest = tmp_path / stage / "manifest.json"
+        manifest.write_text(manifest.read_text().replace('"complete"', '"running"'))
+    assert main(["show", str(tmp_path), "--problem", problem.id]) == 0
+    out = capsys.readouterr().out
+    assert f"replaces substep {location}" in out and "3/8 continuations correct, kept" in out
