@@ -131,14 +131,13 @@ def train_sft(
     else:
         target = output_dir / "model"
         trainer.save_model(str(target))  # gathers ZeRO-3 / FSDP shards; rank 0 writes
+    log = trainer.state.log_history
     if is_main_process():
         if target.name == "model":
             tokenizer.save_pretrained(str(target))
-        log = trainer.state.log_history
         atomic_write_text(output_dir / "train_log.jsonl", "".join(json.dumps(entry) + "\n" for entry in log))
     # Other ranks go on to mark the stage complete: not before rank 0 has written the whole model.
     trainer.accelerator.wait_for_everyone()
-    log = trainer.state.log_history
     losses = [e["loss"] for e in log if "loss" in e]
     return {
         "path": str(target),
