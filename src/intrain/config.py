@@ -262,6 +262,13 @@ class SFTConfig(Section):
     gradient_checkpointing: bool = Field(False)
     seed: int = Field(0, description="Seeds the trainer's data order and the `max_rows` subsample.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
+    target: Literal["prefix_intervention", "intervention", "prefix_intervention_suffix"] = Field(
+        "prefix_intervention",
+        description="InT SFT only, what each kept row clones (the paper's Table 2 ablation): the own prefix "
+        "+ intervention with no end-of-turn (InT); the intervention alone, without the prefix, no "
+        "end-of-turn; or prefix + intervention + the correct continuation the filter found, turn "
+        "closed (needs the filter on: rows without a correct continuation are dropped).",
+    )
     max_rows: int | None = Field(
         None,
         ge=1,

@@ -90,9 +90,11 @@ REFLECT = StageInputs(
     ),
     upstream=("sample",),
 )
-# InT SFT reads the whole `sft` section; the baselines' SFT arms all of it but `sft.max_rows` (InT only).
+# InT SFT reads the whole `sft` section; the baselines' SFT arms all of it but `sft.max_rows` and
+# `sft.target` (InT only).
 SFT = StageInputs(config=(*_TRAINING, "data.prompt_template", "sft"), upstream=("filter",))
-_SFT_CONFIG = (*_TRAINING, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f != "max_rows"))
+_INT_ONLY = ("max_rows", "target")
+_SFT_CONFIG = (*_TRAINING, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f not in _INT_ONLY))
 SFT_REFERENCE = StageInputs(config=(*_SFT_CONFIG, *_TRAIN_DATA))
 SFT_RFT = StageInputs(config=_SFT_CONFIG, upstream=("sample",))
 SFT_REFLECTION = StageInputs(config=_SFT_CONFIG, upstream=("reflect",))

@@ -54,8 +54,28 @@ def run(ctx: RunContext) -> Stage:
             f"{len({r.problem_id for r in chosen})} of {len({r.problem_id for r in kept})} problems"
         )
         kept = chosen
-    targets = [Target(r.problem_id, r.problem, r.guided_prefix or "") for r in kept]
-    return train_stage(ctx, NAME, fingerprints.SFT, targets, close_turn=False)
+    targets = int_targets(kept, ctx.config.sft.target)
+    close_turn = ctx.config.sft.target == "prefix_intervention_suffix"
+    return train_stage(ctx, NAME, fingerprints.SFT, targets, close_turn=close_turn)
+
+
+def int_targets(kept: Sequence[FilterResult], target: str) -> list[Target]:
+    """What each kept row clones (`sft.target`, the paper's Table 2): InT's own prefix + intervention,
+    the intervention alone, or prefix + intervention + the correct continuation the filter sampled
+    (rows without one, e.g. with the filter off, are dropped)."""
+    if target == "prefix_intervention":
+        return [Target(r.problem_id, r.problem, r.guided_prefix or "") for r in kept]
+    if target == "intervention":
+        return [Target(r.problem_id, r.problem, r.content or "") for r in kept]
+    with_suffix = [r for r in kept if r.example_continuation]
+    if len(with_suffix) < len(kept):
+        console.print(
+            f"{NAME}: sft.target=prefix_intervention_suffix: {len(kept) - len(with_suffix)} of {len(kept)} kept "
+            "rows have no correct continuation to clone (filter off or none correct) and are dropped"
+        )
+    return [
+        Target(r.problem_id, r.problem, (r.guided_prefix or "") + (r.example_continuation or "")) for r in with_suffix
+    ]
 
 
 def subsample_rows(rows: Sequence[T], max_rows: int, seed: int) -> list[T]:

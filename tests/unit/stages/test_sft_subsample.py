@@ -92,3 +92,32 @@ def test_sft_run_caps_the_kept_rows(tmp_path, monkeypatch):
 
     sft.run(RunContext(Config(), run))  # max_rows None: every kept row
     assert [t.text for t in seen.pop("sft")] == [r.guided_prefix for r in kept]
+
+
+def test_sft_target_chooses_what_each_kept_row_clones(tmp_path, monkeypatch):
+    """`sft.target` (the paper's Table 2): prefix + intervention with the turn open; the intervention alone;
+    or prefix + intervention + the filter's correct continuation with the turn closed, dropping rows
+    that have none."""
+    run = tmp_path / "run"
+    records = [_filter_result("a", 0, kept=True), _filter_result("b", 0, kept=True)]
+    records[0].content, records[1].content = "step a", "step b"
+    records[0].example_continuation = " so \\boxed{1}"
+    stage = Stage(run, "filter", "h")
+    stage.write_records(0, records, FilterResult)
+    stage.finish({})
+    seen = {}
+    monkeypatch.setattr(
+        sft,
+        "train_stage",
+        lambda ctx, label, inputs, targets, close_turn: seen.setdefault(label, (targets, close_turn)),
+    )
+
+    def clone(target: str) -> tuple[list[str], bool]:
+        seen.clear()
+        sft.run(RunContext(Config.model_validate({"sft": {"target": target}}), run))
+        targets, close_turn = seen["sft"]
+        return [t.text for t in targets], close_turn
+
+    assert clone("prefix_intervention") == (["prefix a 0", "prefix b 0"], False)
+    assert clone("intervention") == (["step a", "step b"], False)
+    assert clone("prefix_intervention_suffix") == (["prefix a 0 so \\boxed{1}"], True)
