@@ -1,0 +1,531 @@
+"""The lab's Tables 2 and 4 and the oracle dose-response on the lab model, every RL run at once.
+
+    python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (GPU: ~8 minutes)
+    python scripts/lab_tables.py run --lab-model M --hard-train F --hard-eval F --out OUT --quick --device cpu
+    python scripts/lab_tables.py report OUT                            # OUT/lab_tables.md, anywhere
+
+Every run below is an ordinary intrain run directory; this script only fans them out as processes (one
+GPU holds dozens of 2.5M-parameter runs) and gathers them:
+
+0. lab (without --lab-model): `intrain lab pretrain` and `intrain lab hard-split` with the packaged
+   `lab-tiny` config, its train and eval candidates widened to 1,024 problems each (all left out of
+   pretraining): the lab model and the problems it fails on all of 8 samples;
+1. prep: sample the hard training problems and evaluate the policy on the hard held-out problems;
+2. variants, one process each in a copy of the prep run: InT with the oracle at location noise 0 (the
+   `int` arm), 0.25, 0.5 and 0.75 (dose-response); the Table 2 ablations (filter off; the intervention
+   alone; prefix + intervention + correct suffix); SFT on reference solutions. Each SFT checkpoint is
+   evaluated too;
+3. RL: every (variant, arm, seed) in its own copy: `intrain compare` for that arm and seed (GRPO from
+   the variant's checkpoint, then eval), in parallel; plus plain RL on the easy (unfiltered) split, to
+   show that this RL budget moves the reward where there is signal;
+4. gather: each table's arms are copied into one run and `compare` summarises them (pass@k, paired
+   bootstrap CIs against `rl`, RL curves). It recomputes nothing: every stage is complete.
+
+Each process runs in its own folder with the relative run dir `run`, so checkpoint paths, and with them
+the stages' fingerprints, are the same in every copy. Writes OUT/lab_tables.md, OUT/lab_tables.json and
+OUT/lab_runs.tar.gz (every gathered run without its model weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+FAMILY = {"kind": "arithmetic", "steps": [2, 3], "max_operand": 10, "max_result": 50}
+FULL = dict(
+    batch_size=256,
+    sample_n=8,
+    eval_n=16,
+    ks=[1, 4, 16],
+    max_attempts=512,
+    filter_n=8,
+    sft_lr=5e-5,
+    rl_lr=5e-5,
+    rl_steps=30,
+    rl_prompts=16,
+    seeds=[0, 1, 2],
+    dose_seeds=[0, 1],
+    table2_seeds=[0],
+    easy_size=1024,
+    candidates=1024,
+    split_batch_size=1024,
+    easy_lrs=[2e-5, 5e-5, 1e-4],
+    precision_attempts=200,
+    jobs=24,
+)
+QUICK = dict(
+    FULL,
+    batch_size=32,
+    sample_n=4,
+    eval_n=4,
+    ks=[1, 4],
+    max_attempts=16,
+    filter_n=4,
+    rl_steps=2,
+    rl_prompts=4,
+    seeds=[0, 1],
+    dose_seeds=[0],
+    table2_seeds=[0],
+    easy_size=8,
+    candidates=16,
+    split_batch_size=32,
+    easy_lrs=[2e-5],
+    precision_attempts=8,
+    jobs=2,
+)
+QUICK_PRETRAIN = dict(examples=300, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, batch_size=32)
+# Variant -> config overrides (dotted paths) on top of the main config; the `int` arm of each.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "noise0.25": {"propose.proposer.location_noise": 0.25},
+    "noise0.5": {"propose.proposer.location_noise": 0.5},
+    "noise0.75": {"propose.proposer.location_noise": 0.75},
+    "t2-nofilter": {"filter.enabled": False},
+    "t2-intervention": {"sft.target": "intervention"},
+    "t2-suffix": {"sft.target": "prefix_intervention_suffix"},
+}
+
+
+def base_config(args: argparse.Namespace, sizes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": {
+            "path": str(Path(args.lab_model).resolve()),
+            "device": args.device,
+            "batch_size": sizes["batch_size"],
+        },
+        "data": {
+            "train": {"kind": "file", "path": str(Path(args.hard_train).resolve())},
+            "eval": {"kind": "file", "path": str(Path(args.hard_eval).resolve())},
+            "prompt_template": "{problem}\nPut your final answer within \\boxed{}.",
+        },
+        "sample": {"n": sizes["sample_n"], "max_tokens": 160, "shard_size": 4096},
+        "propose": {"n": 1, "proposer": {"kind": "oracle"}, "max_attempts": sizes["max_attempts"]},
+        "filter": {"n": sizes["filter_n"], "wave_size": sizes["filter_n"], "max_tokens": 160, "shard_size": 4096},
+        "sft": {"learning_rate": sizes["sft_lr"], "epochs": 2, "effective_batch_size": 16, "per_device_batch_size": 16},
+        "rl": {
+            "steps": sizes["rl_steps"],
+            "prompts_per_step": sizes["rl_prompts"],
+            "group_size": 8,
+            "per_device_batch_size": 32 if sizes["rl_prompts"] * 8 % 32 == 0 else 8,
+            "learning_rate": sizes["rl_lr"],
+            "max_completion_tokens": 160,
+            "use_vllm": "never",
+            "save_steps": 1000,
+        },
+        "eval": {"n": sizes["eval_n"], "ks": sizes["ks"], "max_tokens": 160, "shard_size": 4096},
+        "grading": {"workers": 1},
+        "output": {"run_dir": "run"},
+    }
+
+
+def with_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return out
+
+
+# ---- worker: one process, one run folder -------------------------------------------------------
+
+
+def worker(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text())
+    os.chdir(spec["folder"])
+    from intrain import compare
+    from intrain.config import Config
+    from intrain.stages import evaluate, sample
+    from intrain.stages.common import RunContext
+
+    config = Config.model_validate(spec["config"])
+    ctx = RunContext(config, Path("run"))
+    try:
+        if spec["action"] == "lab":
+            from intrain.lab import hard_split, pretrain
+
+            pretrain.run(config, ctx.run_dir)
+            hard_split.run(ctx)
+        elif spec["action"] == "prep":
+            sample.run(ctx)
+            evaluate.run(ctx, label="base")
+        elif spec["action"] == "init":  # each arm's starting checkpoint, and its eval before RL
+            for arm in spec["arms"]:
+                init, _ = compare.prepare_init(ctx, arm)
+                if init:
+                    evaluate.run(ctx, label=f"{arm}-sft", model_path=init)
+        elif spec["action"] == "compare":
+            compare.run(ctx, spec["arms"])
+        elif spec["action"] == "precision":
+            from intrain.lab import filter_precision
+
+            filter_precision.run(ctx)
+        else:
+            raise ValueError(f"unknown action {spec['action']!r}")
+    finally:
+        ctx.close()
+    Path("done").write_text("ok\n")
+    return 0
+
+
+# ---- orchestrator ------------------------------------------------------------------------------
+
+
+class Jobs:
+    """Worker processes, at most `limit` at a time, each with its log in its folder."""
+
+    def __init__(self, work: Path, limit: int):
+        self.work, self.limit = work, limit
+        self.wall_s: dict[str, float] = {}
+
+    def run(self, specs: list[dict[str, Any]], phase: str, deadline: float) -> list[dict[str, Any]]:
+        """Run `specs`; whatever still runs at `deadline` (time.time()) is killed and counts as failed."""
+        t0 = time.time()
+        pending, running, finished = list(specs), [], []
+        while pending or running:
+            while pending and len(running) < self.limit:
+                spec = pending.pop(0)
+                spec_file = Path(spec["folder"]) / "spec.json"
+                spec_file.write_text(json.dumps(spec))
+                log = open(Path(spec["folder"]) / "log.txt", "w")  # noqa: SIM115 (closed when the job ends)
+                env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "worker", str(spec_file)], stdout=log, stderr=subprocess.STDOUT, env=env
+                )
+                running.append((spec, proc, log))
+            time.sleep(0.5)
+            for item in list(running):
+                spec, proc, log = item
+                if proc.poll() is None and time.time() < deadline:
+                    continue
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+                running.remove(item)
+                ok = (Path(spec["folder"]) / "done").exists()
+                finished.append(spec | {"ok": ok})
+                if not ok:
+                    tail = (Path(spec["folder"]) / "log.txt").read_text(errors="replace")[-1500:]
+                    print(f"[lab] FAILED {spec['name']} (rc {proc.returncode}):\n{tail}", flush=True)
+        ok = sum(s["ok"] for s in finished)
+        self.wall_s[phase] = round(time.time() - t0, 1)
+        print(f"[lab] {phase}: {ok}/{len(finished)} jobs ok in {self.wall_s[phase]:.0f} s", flush=True)
+        return finished
+
+    def folder(self, name: str, copy_of: Path | None = None) -> str:
+        folder = self.work / name
+        if copy_of is not None:
+            shutil.copytree(copy_of / "run", folder / "run", symlinks=True)
+        else:
+            (folder / "run").mkdir(parents=True)
+        return str(folder)
+
+
+def copy_stages(source: Path, target: Path, prefixes: tuple[str, ...]) -> None:
+    for stage in sorted((source / "run").iterdir()):
+        if stage.name.startswith(prefixes) and not (target / "run" / stage.name).exists():
+            shutil.copytree(stage, target / "run" / stage.name, symlinks=True)
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.jobs:
+        sizes["jobs"] = args.jobs
+    out = Path(args.out).resolve()
+    work = Path(args.work).resolve() if args.work else out / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    t_start = time.time()
+    jobs = Jobs(work, sizes["jobs"])
+    deadline = t_start + args.budget_s
+    result: dict[str, Any] = {"sizes": sizes, "wall_s": jobs.wall_s, "tables": {}, "failed": []}
+    if args.lab_model is None:
+        from intrain.config import load_config
+
+        lab_run = Path(jobs.folder("lab")) / "run"
+        config = load_config("lab-tiny").model_dump(mode="json")
+        config = with_overrides(
+            config,
+            {
+                "model.path": str(lab_run / "lab-model" / "model"),
+                "model.device": args.device,
+                "model.batch_size": sizes["split_batch_size"],
+                "data.train.size": sizes["candidates"],
+                "data.eval.size": sizes["candidates"],
+                "output.run_dir": "run",
+            },
+        )
+        if args.quick:
+            config["lab"]["pretrain"] |= QUICK_PRETRAIN
+        lab_spec = {"name": "lab", "folder": str(lab_run.parent), "action": "lab", "config": config}
+        lab = jobs.run([lab_spec], "lab", deadline)
+        if not lab[0]["ok"]:
+            return 1
+        args.lab_model = str(lab_run / "lab-model" / "model")
+        args.hard_train, args.hard_eval = (str(lab_run / f"lab-hard-{s}" / "hard.jsonl") for s in ("train", "eval"))
+        result["lab"] = {
+            "pretrain": json.loads((lab_run / "lab-model" / "pretrain_report.json").read_text()),
+            "hard_split": {
+                s: json.loads((lab_run / f"lab-hard-{s}" / "manifest.json").read_text())["counts"]
+                for s in ("train", "eval")
+            },
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(out / "lab_model.tar.gz", "w:gz") as tar:
+            tar.add(lab_run / "lab-model", arcname="lab-model")
+            for s in ("train", "eval"):
+                tar.add(lab_run / f"lab-hard-{s}" / "hard.jsonl", arcname=f"hard-{s}.jsonl")
+    main_config = base_config(args, sizes)
+    configs = {"main": main_config} | {v: with_overrides(main_config, o) for v, o in VARIANTS.items()}
+    easy = with_overrides(
+        main_config,
+        {
+            # hard-split's candidates (left out of the lab model's pretraining), all of them
+            "data.train": {**FAMILY, "size": sizes["easy_size"], "seed": 21},
+            "data.eval": {**FAMILY, "size": min(256, sizes["easy_size"]), "seed": 2},
+        },
+    )
+
+    # 1. prep
+    prep = {"name": "prep", "folder": jobs.folder("prep"), "action": "prep", "config": main_config}
+    phase1 = jobs.run([prep], "prep", deadline)
+    if not phase1[0]["ok"]:
+        return 1
+    prep_dir = Path(prep["folder"])
+
+    # 2. starting checkpoints, one process per variant
+    inits = [{"name": "init-main", "action": "init", "arms": ["sft_reference", "int"], "config": main_config}]
+    inits += [{"name": f"init-{v}", "action": "init", "arms": ["int"], "config": configs[v]} for v in VARIANTS]
+    for spec in inits:
+        spec["folder"] = jobs.folder(spec["name"], copy_of=prep_dir)
+    ready = {s["name"].removeprefix("init-"): Path(s["folder"]) for s in jobs.run(inits, "init", deadline) if s["ok"]}
+
+    # 3. RL for every (variant, arm, seed), and the easy split's plain RL (sample, eval, RL, eval)
+    runs: list[dict[str, Any]] = []
+    for lr in sizes["easy_lrs"]:
+        name = f"easy-rl-lr{lr:g}"
+        runs.append({"name": name, "folder": jobs.folder(name), "action": "compare", "arms": ["rl"], "lr": lr})
+        runs[-1]["config"] = with_overrides(easy, {"compare.seeds": [0], "rl.learning_rate": lr})
+    if "noise0.5" in ready:  # filter precision: the 0.5-noise oracle's candidates, each continued 32 times
+        config = with_overrides(configs["noise0.5"], {"lab.attempts": sizes["precision_attempts"]})
+        runs.append({"name": "precision", "folder": jobs.folder("precision", copy_of=ready["noise0.5"])})
+        runs[-1] |= {"action": "precision", "config": config}
+    for variant, folder in ready.items():
+        if variant == "main":
+            arms = [("rl", prep_dir), ("sft_reference", folder), ("int", folder)]
+            seeds = sizes["seeds"]
+        else:
+            arms = [("int", folder)]
+            seeds = sizes["dose_seeds"] if variant.startswith("noise") else sizes["table2_seeds"]
+        for arm, source in arms:
+            for seed in seeds:
+                config = with_overrides(configs[variant], {"compare.seeds": [seed]})
+                name = f"rl-{variant}-{arm}-s{seed}"
+                runs.append({"name": name, "folder": jobs.folder(name, copy_of=source), "action": "compare"})
+                runs[-1] |= {"arms": [arm], "config": config, "variant": variant, "arm": arm, "seed": seed}
+    finished = jobs.run(runs, "rl", deadline)
+
+    # 4. gather: one run per table, `compare` over whatever finished (seeds every arm has)
+    result["failed"] = [s["name"] for s in phase1 + finished if not s["ok"]]
+    done = [s for s in finished if s["ok"] and "variant" in s]
+    gathers = []
+    for variant, folder in ready.items():
+        arms = ["rl", "sft_reference", "int"] if variant == "main" else ["rl", "int"]
+        gathered = work / f"gather-{variant}"
+        shutil.copytree(folder / "run", gathered / "run", symlinks=True)
+        seeds: dict[str, list[int]] = {}
+        for spec in done:
+            if spec["arm"] == "rl" or spec["variant"] == variant:
+                copy_stages(Path(spec["folder"]), gathered, (f"rl-{spec['arm']}-", f"eval-{spec['arm']}-"))
+                seeds.setdefault(spec["arm"], []).append(spec["seed"])
+        present = [a for a in arms if seeds.get(a)]
+        if not present:
+            continue
+        # compare would train a seed an arm lacks: keep the seeds every arm has
+        common = sorted(set.intersection(*(set(seeds[a]) for a in present)))
+        config = with_overrides(configs[variant], {"compare.seeds": common})
+        gathers.append({"name": f"gather-{variant}", "folder": str(gathered), "action": "compare", "arms": present})
+        gathers[-1] |= {"config": config, "variant": variant}
+    for spec in jobs.run(gathers, "gather", time.time() + 300):
+        run_dir = Path(spec["folder"]) / "run"
+        if spec["ok"]:
+            table = json.loads((run_dir / "compare.json").read_text())["summary"]
+            result["tables"][spec["variant"]] = table | {"_counts": stage_counts(run_dir)}
+    result["easy_rl"] = {
+        spec["lr"]: easy_rl_curve(Path(spec["folder"]) / "run") for spec in finished if spec["ok"] and "lr" in spec
+    }
+    precision = work / "precision" / "run" / "lab-filter-precision" / "filter_precision.json"
+    if precision.exists():
+        result["filter_precision"] = json.loads(precision.read_text())
+    result["wall_s"]["total"] = round(time.time() - t_start, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lab_tables.json").write_text(json.dumps(result, indent=2, default=str))
+    archive(work, out / "lab_runs.tar.gz")
+    print(f"[lab] total {result['wall_s']['total']} s; {out / 'lab_tables.json'}", flush=True)
+    return 0
+
+
+def stage_counts(run: Path) -> dict[str, Any]:
+    return {
+        m.parent.name: json.loads(m.read_text()).get("counts")
+        for m in sorted(run.glob("*/manifest.json"))
+        if m.parent.name in ("sample", "propose", "filter", "sft", "sft-reference", "eval-base")
+    }
+
+
+def easy_rl_curve(run: Path) -> dict[str, Any]:
+    from intrain.stages import rl
+
+    log = rl.read_log(run / "rl-rl-s0" / rl.LOG_NAME)
+    rewards = [row.get("reward") or 0.0 for row in log]
+    quarter = max(1, len(rewards) // 4)
+    return {
+        "steps": len(rewards),
+        "reward": rewards,
+        "reward_first_quarter": sum(rewards[:quarter]) / quarter,
+        "reward_last_quarter": sum(rewards[-quarter:]) / quarter,
+    }
+
+
+def archive(work: Path, target: Path) -> None:
+    """Every gathered run and the easy RL run, without model weights or checkpoints."""
+
+    def skip_weights(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if "model" in parts or "checkpoints" in parts else info
+
+    with tarfile.open(target, "w:gz") as tar:
+        for folder in sorted(work.glob("gather-*")) + sorted(work.glob("easy-rl-*")) + [work / "precision"]:
+            if folder.exists():
+                tar.add(folder / "run", arcname=folder.name, filter=skip_weights)
+
+
+# ---- report: the tables from OUT (run anywhere, no model needed) ---------------------------------
+
+
+def report(out: Path) -> str:
+    """OUT/lab_tables.md from OUT/lab_tables.json and the gathered runs in OUT/lab_runs.tar.gz."""
+    from intrain.compare import compare_markdown, per_problem_pass_at_k
+    from intrain.stats import bootstrap_mean_interval, paired_bootstrap_difference
+
+    result = json.loads((out / "lab_tables.json").read_text())
+    runs = out / "runs"
+    if not runs.exists():
+        with tarfile.open(out / "lab_runs.tar.gz") as tar:
+            tar.extractall(runs, filter="data")
+    ks = result["sizes"]["ks"]
+    lines = [f"Sizes: {json.dumps(result['sizes'])}", f"Wall s per phase: {json.dumps(result['wall_s'])}", ""]
+    if result.get("failed"):
+        lines += [f"Jobs that failed or ran out of time: {', '.join(result['failed'])}", ""]
+    tables = result["tables"]
+    if "main" in tables:
+        main = {k: v for k, v in tables["main"].items() if k != "_counts"}
+        lines += ["## Table 4 (hard split)", "", compare_markdown(main, ks), _counts_line(tables["main"]), ""]
+
+    def per_problem(variant: str, arm: str, k: int, when: str = "rl") -> dict[str, float]:
+        run = runs / f"gather-{variant}"
+        if when == "sft":
+            names = [f"eval-{arm}-sft"]
+        else:
+            names = [p.name for p in sorted(run.glob(f"eval-{arm}-s*"))]
+        names = [n for n in names if (run / n / "manifest.json").exists()]
+        return per_problem_pass_at_k(run, names, k) if names else {}
+
+    def cell(values: dict[str, float]) -> str:
+        if not values:
+            return "-"
+        mean = sum(values.values()) / len(values)
+        lo, hi = bootstrap_mean_interval(list(values.values()))
+        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    def diff(a: dict[str, float], b: dict[str, float]) -> str:
+        if not a or not b:
+            return "-"
+        d, lo, hi = paired_bootstrap_difference(a, b)
+        return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+    k_lo, k_hi = ks[0], ks[-1]
+    rows = [("int (noise 0)", "main")] + [(f"noise {v[5:]}", v) for v in VARIANTS if v.startswith("noise")]
+    rows += [(v, v) for v in VARIANTS if v.startswith("t2-")]
+    header = (
+        f"| variant | seeds | kept / interventions | SFT rows | pass@{k_lo} after SFT | pass@{k_lo} after RL "
+        f"| pass@{k_hi} after RL | Δ pass@{k_lo} vs rl | Δ pass@{k_lo} vs int (noise 0) |"
+    )
+    lines += ["## Dose-response and Table 2 (the `int` arm of each variant)", "", header, "|" + "---|" * 9]
+    reference = per_problem("main", "int", k_lo)
+    control = per_problem("main", "rl", k_lo)
+    for label, variant in rows:
+        if variant not in tables or "int" not in tables[variant]:
+            lines.append(f"| {label} | not run | | | | | | | |")
+            continue
+        counts = tables[variant]["_counts"]
+        filt, sft = counts.get("filter") or {}, counts.get("sft") or {}
+        after = per_problem(variant, "int", k_lo)
+        lines.append(
+            f"| {label} | {','.join(map(str, tables[variant]['int']['seeds']))} "
+            f"| {filt.get('kept', '-')} / {filt.get('candidates', '-')} | {sft.get('sft_rows', '-')} "
+            f"| {cell(per_problem(variant, 'int', k_lo, 'sft'))} | {cell(after)} "
+            f"| {cell(per_problem(variant, 'int', k_hi))} | {diff(after, control)} "
+            f"| {'-' if variant == 'main' else diff(after, reference)} |"
+        )
+    lines += [
+        "",
+        "Cells: mean over held-out problems of each problem's pass@k (averaged over seeds), bootstrap 95% "
+        "interval over problems; Δ: paired bootstrap over problems.",
+    ]
+    for lr, easy in result.get("easy_rl", {}).items():
+        lines.append(
+            f"\nPlain RL on the easy split, lr {lr} ({easy['steps']} steps): training reward "
+            f"{easy['reward_first_quarter']:.3f} in the first quarter of steps, {easy['reward_last_quarter']:.3f} "
+            "in the last."
+        )
+    precision = runs / "precision" / "lab-filter-precision" / "filter_precision.md"
+    if precision.exists():
+        lines += ["", "## Filter precision", "", precision.read_text()]
+    text = "\n".join(lines) + "\n"
+    (out / "lab_tables.md").write_text(text)
+    return text
+
+
+def _counts_line(table: dict[str, Any]) -> str:
+    counts = table["_counts"]
+    return "Stages: " + "; ".join(f"{name} {json.dumps(c)}" for name, c in counts.items())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the whole experiment")
+    run.add_argument("--lab-model", help="the lab model folder (default: pretrain one, step 0)")
+    run.add_argument("--hard-train", help="with --lab-model: hard training problems (lab-hard-train/hard.jsonl)")
+    run.add_argument("--hard-eval", help="with --lab-model: hard held-out problems (lab-hard-eval/hard.jsonl)")
+    run.add_argument("--out", required=True)
+    run.add_argument("--work", help="folder for the runs (default OUT/work; emptied first)")
+    run.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    run.add_argument("--jobs", type=int, help="processes at a time")
+    run.add_argument("--budget-s", type=float, default=1e9, help="kill what still runs after this many seconds")
+    run.add_argument("--quick", action="store_true", help="CPU-sized")
+    tables = sub.add_parser("report", help="OUT/lab_tables.md from a finished OUT")
+    tables.add_argument("out")
+    work = sub.add_parser("worker", help="(internal) one process of the experiment")
+    work.add_argument("spec")
+    args = parser.parse_args()
+    if args.command == "report":
+        print(report(Path(args.out)))
+        return 0
+    return worker(args.spec) if args.command == "worker" else orchestrate(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
