@@ -250,6 +250,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     jobs = Jobs(work, sizes["jobs"])
     deadline = t_start + args.budget_s
     result: dict[str, Any] = {"sizes": sizes, "wall_s": jobs.wall_s, "tables": {}, "failed": []}
+    result["environment"] = environment(args.device)
     if args.lab_model is None:
         from intrain.config import load_config
 
@@ -357,7 +358,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         config = with_overrides(configs[variant], {"compare.seeds": common})
         gathers.append({"name": f"gather-{variant}", "folder": str(gathered), "action": "compare", "arms": present})
         gathers[-1] |= {"config": config, "variant": variant}
-    for spec in jobs.run(gathers, "gather", time.time() + 300):
+    for spec in jobs.run(gathers, "gather", time.time() + args.gather_s):
         run_dir = Path(spec["folder"]) / "run"
         if spec["ok"]:
             table = json.loads((run_dir / "compare.json").read_text())["summary"]
@@ -374,6 +375,18 @@ def orchestrate(args: argparse.Namespace) -> int:
     archive(work, out / "lab_runs.tar.gz")
     print(f"[lab] total {result['wall_s']['total']} s; {out / 'lab_tables.json'}", flush=True)
     return 0
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+    import transformers
+    import trl
+
+    env = {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__}
+    if device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(0)
+    env["cpus"] = os.cpu_count()
+    return env
 
 
 def stage_counts(run: Path) -> dict[str, Any]:
@@ -515,6 +528,7 @@ def main() -> int:
     run.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     run.add_argument("--jobs", type=int, help="processes at a time")
     run.add_argument("--budget-s", type=float, default=1e9, help="kill what still runs after this many seconds")
+    run.add_argument("--gather-s", type=float, default=300, help="time allowed to the gathering compares")
     run.add_argument("--quick", action="store_true", help="CPU-sized")
     tables = sub.add_parser("report", help="OUT/lab_tables.md from a finished OUT")
     tables.add_argument("out")
