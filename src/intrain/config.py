@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 
@@ -520,6 +520,24 @@ class OutputConfig(Section):
         "SFT or RL stage's folder once the stage has completed; its final model is always kept. While a stage "
         "trains, the newest max(1, N) are kept so that a killed run resumes.",
     )
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
+        default_factory=list,
+        description="Trackers that also get the run's metrics: each stage's counts and timings as it finishes "
+        "(RUN/metrics.jsonl holds them either way) and TRL's per-step SFT/RL logs. Each needs its package "
+        "installed (the 'tensorboard', 'wandb' or 'trackio' extra); [] = none.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_are_installed(cls, report_to: list[str]) -> list[str]:
+        # Fail at load, not hours later when the first stage finishes or TRL's trainer starts.
+        import importlib.util
+
+        for tracker in report_to:
+            if importlib.util.find_spec(tracker) is None:
+                hint = f"pip install 'intrain[{tracker}]', or remove it from the list"
+                raise ValueError(f"{tracker} is not installed ({hint})")
+        return report_to
 
 
 class Config(Section):

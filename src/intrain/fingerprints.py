@@ -35,6 +35,7 @@ NOT_STAGE_INPUTS: dict[str, str] = {
     **{f"propose.proposer.model.ray.{name}": _WHERE_SHARDS_RUN for name in RayConfig.model_fields},
     "output.run_dir": "where the run lives, not what it holds",
     "output.keep_checkpoints": "how many resume points survive a completed stage, not what the stage wrote",
+    "output.report_to": "where the run's metrics are also sent (trackers), not what a stage writes",
     "rl.enabled": "whether `intrain run` runs RL at all",
     # vllm_mode itself stays an input: colocated engines and a server sample with different seeds and batches.
     "rl.vllm_server_base_url": "where the vLLM server of vllm_mode=server listens, not what it generates",

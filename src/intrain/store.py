@@ -9,6 +9,10 @@ holds nothing yet (a run that failed before its first shard) is restarted instea
 
 One intrain process at a time works in a run directory: `lock_run_dir` holds an exclusive lock on
 RUN/.lock for the whole command.
+
+RUN/metrics.jsonl is the run's metrics in one place, append-only: a line per finished stage (its counts
+and timings, as in its manifest) and per RL step (written by training/grpo.py). A refused stage leaves
+RUN/.refused/<stage>.json until the stage is next opened under its own config or redone (`intrain runs`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +45,8 @@ LOCK_NAME = ".lock"
 # The end of every temporary file name of atomic_write_bytes: what marks a leftover as ours to delete.
 TEMPORARY_SUFFIX = ".intrain.tmp"
 MANIFEST_NAME = "manifest.json"
+METRICS_NAME = "metrics.jsonl"
+REFUSED_DIR = ".refused"
 # Errors of a full or read-only disk: the user frees space and re-runs; finished shards are kept.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -102,8 +108,10 @@ class Stage:
         self.config_hash = config_hash
         self._started = time.time()
         manifest = self.manifest()
+        refusal = Path(run_dir) / REFUSED_DIR / f"{name}.json"
         if manifest is not None and manifest.get("config_hash") != config_hash:
             if not force and self._holds_output(manifest):
+                _record_refusal(refusal, name, manifest.get("config_hash"), config_hash)
                 raise StageConfigChanged(
                     f"stage '{name}' in {self.path} was produced with a different config "
                     f"({manifest.get('config_hash')} != {config_hash}); use --force to redo it"
@@ -115,6 +123,8 @@ class Stage:
         if manifest is None:
             self.path.mkdir(parents=True, exist_ok=True)
             self._write_manifest({"status": "running", "counts": {}, "timings": {}})
+        with contextlib.suppress(OSError):  # a read-only run can still be read
+            refusal.unlink(missing_ok=True)  # opened under its own config (or redone): no longer refused
 
     def _holds_output(self, manifest: dict[str, Any]) -> bool:
         """Whether the folder holds anything a run produced: a complete status, or any file but the
@@ -154,12 +164,29 @@ class Stage:
         manifest = self.manifest()
         return manifest is not None and manifest.get("status") == "complete"
 
-    def finish(self, counts: dict[str, Any], timings: dict[str, float] | None = None, **extra: Any) -> None:
+    def finish(
+        self,
+        counts: dict[str, Any],
+        timings: dict[str, float] | None = None,
+        metrics: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Mark the stage complete with its counts and timings (+ `extra` manifest fields), and append
+        counts, timings and `metrics` (numbers for RUN/metrics.jsonl only, e.g. an eval's pass@k) to the
+        run's metrics, forwarded to the trackers of `output.report_to`."""
         timings = dict(timings or {})
         timings.setdefault("wall_s", round(time.time() - self._started, 2))
         self._write_manifest(
             {"status": "complete", "counts": counts, "timings": timings, "shards": len(self.shard_paths()), **extra}
         )
+        run_dir = self.path.parent
+        record = metrics_record(self.name, "finish", {**counts, **timings, **(metrics or {})})
+        append_metrics(run_dir, record)
+        trackers = metrics_trackers(run_dir)
+        if trackers and _is_rank_zero():
+            from intrain.report.trackers import forward
+
+            forward(run_dir, trackers, record)
 
     # -- shards -----------------------------------------------------------------------------------
     def shard_path(self, index: int) -> Path:
@@ -202,6 +229,80 @@ class Stage:
         path = self.path / name
         atomic_write_text(path, text)
         return path
+
+
+def _record_refusal(path: Path, stage: str, recorded: str | None, requested: str) -> None:
+    # Best effort: the refusal itself is the error the user sees; a read-only run must still get it.
+    with contextlib.suppress(OSError):
+        at = time.strftime("%Y-%m-%dT%H:%M:%S")
+        atomic_write_json(path, {"stage": stage, "time": at, "recorded_hash": recorded, "requested_hash": requested})
+
+
+def refused_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Stages whose last opening was refused (a changed config without --force) and not redone since."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted((Path(run_dir) / REFUSED_DIR).glob("*.json")):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            out[path.stem] = json.loads(path.read_text())
+    return out
+
+
+# -- RUN/metrics.jsonl ---------------------------------------------------------------------------------
+
+# output.report_to of each run directory this process works in (RunContext registers it): the stages'
+# finish lines and the trainers (TRL's report_to) look it up here, whoever opened the stage.
+_TRACKERS: dict[Path, tuple[str, ...]] = {}
+
+
+def report_metrics_to(run_dir: Path, trackers: Iterable[str]) -> None:
+    _TRACKERS[Path(run_dir).resolve()] = tuple(trackers)
+
+
+def metrics_trackers(run_dir: Path) -> tuple[str, ...]:
+    """The trackers (output.report_to) registered for `run_dir`; () when none."""
+    return _TRACKERS.get(Path(run_dir).resolve(), ())
+
+
+def metrics_record(stage: str, event: str, numbers: dict[str, Any], step: int | None = None) -> dict[str, Any]:
+    """One metrics.jsonl line: when, which stage, what happened (`finish` or `step`), the step, the numbers."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return {"time": at, "stage": stage, "event": event, "step": step, "metrics": numbers}
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one line to RUN/metrics.jsonl (rank 0 only: every rank of a launch finishes the same stages).
+
+    A process killed mid-line leaves a line without its newline; the next append starts a fresh line so
+    that only the torn one is lost (`read_metrics` skips it)."""
+    if not _is_rank_zero():
+        return
+    path = Path(run_dir) / METRICS_NAME
+    line = json.dumps(record, default=str) + "\n"
+    with path.open("a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode())
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The lines of RUN/metrics.jsonl that parse ([] when there is none)."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                out.append(record)
+    return out
+
+
+def _is_rank_zero() -> bool:
+    # As training.args.is_main_process (not imported: the store stays free of training imports).
+    return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
 def _is_temporary(entry: Path) -> bool:

@@ -1,6 +1,7 @@
 """Each stage's fingerprint moves with exactly the config fields it declares."""
 
 import json
+import sys
 import types
 import typing
 from pathlib import Path
@@ -56,7 +57,10 @@ def _perturbed_values(value, annotation):
         choices = [a for a in typing.get_args(annotation) if isinstance(a, str) and a != value]
         return choices or [value + "x", value + "{problem}"]
     if isinstance(value, list):
-        return [value + value[-1:] if value else ["x"], value[:-1], [1, 2]]
+        # A list of literals (output.report_to) also gets each literal alone.
+        items = typing.get_args(annotation)
+        literals = [[a] for a in typing.get_args(items[0]) if isinstance(a, str)] if items else []
+        return [value + value[-1:] if value else ["x"], value[:-1], [1, 2], *literals]
     if isinstance(value, dict):
         return [{**value, "x": "y"}, {**value, "x": 1}]
     if value is None:
@@ -66,6 +70,17 @@ def _perturbed_values(value, annotation):
 
 # Fields whose other values are valid only together with another field: set that one in the baseline.
 _BASELINE_NEEDS = {"propose.proposer.kind": {"base_url": "http://127.0.0.1:9/v1", "name": "proposer"}}
+
+
+@pytest.fixture(autouse=True)
+def trackers_importable(monkeypatch):
+    """output.report_to accepts a tracker only when its package imports; stand-ins make every value valid."""
+    import importlib.machinery
+
+    for name in ("tensorboard", "wandb", "trackio"):
+        module = types.ModuleType(name)
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+        monkeypatch.setitem(sys.modules, name, module)
 
 
 def perturbed(path: str) -> tuple[Config, Config]:

@@ -17,7 +17,7 @@ from intrain.fingerprints import StageInputs, fingerprint
 from intrain.grading import Grader, Verdict
 from intrain.progress import StageProgress, console
 from intrain.records import Record
-from intrain.store import Stage
+from intrain.store import Stage, report_metrics_to
 
 if TYPE_CHECKING:
     from intrain.stages.ray_shards import ShardPool
@@ -149,6 +149,10 @@ class RunContext:
     _generators: dict[tuple, Generator] = field(default_factory=dict)
     _tokenizers: dict[str, Any] = field(default_factory=dict)
     _pool: ShardPool | None = None
+
+    def __post_init__(self) -> None:
+        # Where this run's finished stages and trainers also send their metrics (output.report_to).
+        report_metrics_to(self.run_dir, self.config.output.report_to)
 
     @property
     def grader(self) -> Grader:

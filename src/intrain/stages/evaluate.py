@@ -39,7 +39,8 @@ def run(ctx: RunContext, label: str = "base", model_path: str | None = None, ada
     )
     stage.write_json("eval.json", metrics)
     stage.write_text("eval.md", markdown_table({label: metrics}, cfg.eval.ks))
-    stage.finish({"problems": len(problems), "rollouts": len(rollouts)}, timings)
+    # pass@k and the rates reach RUN/metrics.jsonl (and output.report_to) beside the counts.
+    stage.finish({"problems": len(problems), "rollouts": len(rollouts)}, timings, metrics=metrics["overall"])
     return stage
 
 

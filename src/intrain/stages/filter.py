@@ -15,7 +15,7 @@ from typing import Any
 
 from intrain import fingerprints
 from intrain.config import FilterConfig
-from intrain.engines.base import Generator, Request
+from intrain.engines.base import Generator, ProgressFn, Request
 from intrain.grading import Grader
 from intrain.progress import console
 from intrain.records import FilterResult, Proposal
@@ -64,7 +64,9 @@ def run(ctx: RunContext) -> Stage:
         propose.check_ground_truth(candidates, "filter.verify")
     shards = chunks(candidates, fcfg.shard_size)
     ray = cfg.model.ray if fcfg.enabled else None  # a disabled filter copies rows: no engine, no actors
-    run_shards(ctx, stage, shards, filter_work, FilterResult, "filter", ray=ray)
+    # The bar counts candidates decided, once per prefix continued (diagnose continues two per candidate).
+    units = 2 if fcfg.enabled and fcfg.diagnose else 1
+    timings = run_shards(ctx, stage, shards, filter_work, FilterResult, "filter", units_per_item=units, ray=ray)
     results = stage.records(FilterResult)
     counts: dict[str, Any] = {
         "candidates": len(candidates),
@@ -77,7 +79,7 @@ def run(ctx: RunContext) -> Stage:
         counts.update(diagnose_summary(results))
     if fcfg.verify:
         counts["error_free"] = sum(bool(r.error_free) for r in results)
-    stage.finish(counts)
+    stage.finish(counts, timings)
     console.print(f"filter: {counts}")
     return stage
 
@@ -87,7 +89,8 @@ def filter_work(ctx: RunContext, index: int, proposals: list[Proposal], report: 
     cfg = ctx.config
     if not cfg.filter.enabled:
         return filter_shard(proposals, None, None, cfg.filter, cfg.data.prompt_template, index)
-    return filter_shard(proposals, ctx.generator(cfg.model), ctx.grader, cfg.filter, cfg.data.prompt_template, index)
+    generator = ctx.generator(cfg.model)
+    return filter_shard(proposals, generator, ctx.grader, cfg.filter, cfg.data.prompt_template, index, report.advance)
 
 
 def filter_shard(
@@ -97,7 +100,11 @@ def filter_shard(
     fcfg: FilterConfig,
     prompt_template: str,
     shard: int,
+    on_progress: ProgressFn | None = None,
 ) -> list[FilterResult]:
+    """Each proposal's continuation counts and verdict. `on_progress(rows_decided, tokens_generated)` is
+    called as waves finish (once per prefix continued: twice per row with `diagnose`)."""
+
     def result(p: Proposal, **fields: Any) -> FilterResult:
         return FilterResult(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Proposal)}, **fields)
 
@@ -111,6 +118,7 @@ def filter_shard(
         prompt_template,
         shard,
         early_stop=not fcfg.diagnose,
+        on_progress=on_progress,
     )
     original: list[ContinuationCounts | None] = [None] * len(proposals)
     if fcfg.diagnose:
@@ -123,6 +131,7 @@ def filter_shard(
                 prompt_template,
                 shard + 1_000_000,
                 early_stop=False,
+                on_progress=on_progress,
             )
         )
     error_free: list[bool | None] = [None] * len(proposals)
@@ -157,10 +166,17 @@ def continue_prefixes(
     prompt_template: str,
     shard: int,
     early_stop: bool,
+    on_progress: ProgressFn | None = None,
 ) -> list[ContinuationCounts]:
     """Continue each item's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`; with `early_stop`,
-    an item stops once `fcfg.min_correct` is reached or out of reach."""
+    an item stops once `fcfg.min_correct` is reached or out of reach. `on_progress` (if given) gets the
+    tokens of each generated batch and, after each wave, the items that finished in it."""
     counts = [ContinuationCounts() for _ in items]
+    finished = 0
+
+    def report(sequences: int, tokens: int) -> None:
+        if on_progress is not None:
+            on_progress(sequences, tokens)
 
     def open_rows() -> list[int]:
         todo = []
@@ -173,6 +189,8 @@ def continue_prefixes(
 
     wave = 0
     while todo := open_rows():
+        report(len(items) - len(todo) - finished, 0)
+        finished = len(items) - len(todo)
         requests = [
             Request(
                 messages=[
@@ -185,7 +203,15 @@ def continue_prefixes(
             for i in todo
         ]
         params = sampling_params(fcfg, shard, seed=shard_seed(fcfg.seed + wave, shard))
-        graded = generate_graded(generator, grader, requests, [items[i].answer for i in todo], params)
+        # Continuations are not the bar's units (rows are): pass their tokens on, not their count.
+        graded = generate_graded(
+            generator,
+            grader,
+            requests,
+            [items[i].answer for i in todo],
+            params,
+            on_progress=lambda _sequences, tokens: report(0, tokens),
+        )
         for i, samples in zip(todo, graded):
             for g in samples:
                 counts[i].sampled += 1
@@ -194,6 +220,7 @@ def continue_prefixes(
                     counts[i].correct += 1
                     counts[i].example = counts[i].example or g.completion.text
         wave += 1
+    report(len(items) - finished, 0)
     return counts
 
 

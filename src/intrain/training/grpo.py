@@ -2,6 +2,7 @@
 survives a resume, and one log.jsonl line per optimizer step.
 
     <output_dir>/log.jsonl       one line per optimizer step (steps past the resume point dropped)
+    <output_dir>/../metrics.jsonl the same numbers (no groups), appended: the run's metrics in one place
     <output_dir>/checkpoints/    TRL checkpoints every `rl.save_steps`; a re-run resumes from the newest complete one
     <output_dir>/model/          the final HF folder
 
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from intrain.config import ConfigError, ModelConfig, RLConfig
+from intrain.progress import quiet_training_libraries
 from intrain.rewards import CorrectnessReward
+from intrain.store import append_metrics, metrics_record, metrics_trackers
 from intrain.training.args import bind_cuda_device, is_main_process, num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
 
@@ -85,9 +88,10 @@ def grpo_args(
     use_vllm: bool = False,
     world_size: int = 1,
     keep_checkpoints: int = 0,
+    report_to: tuple[str, ...] = (),
 ):
     """The TRL GRPOConfig of the paper's recipe for `rl`; `use_vllm` generates with vLLM where
-    `rl.vllm_mode` says, else with transformers' generate."""
+    `rl.vllm_mode` says, else with transformers' generate; `report_to`: TRL's trackers (output.report_to)."""
     from trl import GRPOConfig
 
     per_device, accumulation = batch_layout(rl, world_size)
@@ -108,8 +112,10 @@ def grpo_args(
             vllm_server_base_url=rl.vllm_server_base_url,
             vllm_server_timeout=rl.vllm_server_timeout,
         )
+    common = trainer_args(rl, output_dir, device, per_device, accumulation, keep_checkpoints)
+    common["report_to"] = list(report_to) or "none"
     return GRPOConfig(
-        **trainer_args(rl, output_dir, device, per_device, accumulation, keep_checkpoints),
+        **common,
         max_steps=rl.steps,
         # One generation batch (= one optimizer step's prompts x group) per optimizer step, used once:
         # strictly on-policy, so the PPO ratio is 1 and clipping never binds.
@@ -176,19 +182,27 @@ def train_grpo(
         return {"path": str(target), "steps": resumed_from, "resumed_from_step": resumed_from, "vllm": vllm}
     model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
     args = grpo_args(
-        rl, model_cfg, checkpoints, device, use_vllm=vllm, world_size=num_processes(), keep_checkpoints=keep_checkpoints
+        rl,
+        model_cfg,
+        checkpoints,
+        device,
+        use_vllm=vllm,
+        world_size=num_processes(),
+        keep_checkpoints=keep_checkpoints,
+        report_to=metrics_trackers(output_dir.parent),  # output_dir is the stage folder RUN/<label>
     )
     log_path = output_dir / LOG_NAME
     if is_main_process():  # the one writer of log.jsonl (StepLog appends on rank 0 only)
         _trim_log(log_path, resumed_from)
-    trainer = _trainer_class()(
-        model=model,
-        reward_funcs=[reward],
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[StepLog(log_path, reward)],
-    )
+    with quiet_training_libraries():
+        trainer = _trainer_class()(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            callbacks=[StepLog(log_path, reward), _make_metrics_log_class()(output_dir.parent, output_dir.name)],
+        )
     # Resume (transformers Trainer._inner_training_loop / _run_epoch): Trainer reloads weights,
     # optimizer, scheduler and trainer_state (global_step, log history) from the checkpoint, starts
     # at epoch global_step // steps_per_epoch, calls set_epoch(epoch) on the sampler (our
@@ -199,7 +213,8 @@ def train_grpo(
     # right after the skip (Trainer._load_rng_state), so rollout sampling continues the interrupted
     # run's random streams. TRL regenerates completions on the first resumed step (its rollout
     # buffer is not checkpointed; with one generation per optimizer step nothing is lost).
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with quiet_training_libraries():
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(target))  # gathers ZeRO-3 / FSDP shards; rank 0 writes
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(target))
@@ -281,8 +296,7 @@ def _make_step_log_class():
             batches = _gather_objects(batch) if args.world_size > 1 else [batch]
             if not state.is_world_process_zero:
                 return
-            record: dict[str, Any] = {"step": state.global_step}
-            record.update({ours: logs[theirs] for theirs, ours in _LOGGED.items() if theirs in logs})
+            record: dict[str, Any] = {"step": state.global_step, **step_metrics(logs)}
             groups = step_groups(batches, args.num_generations)
             if groups is not None:
                 record["groups"] = groups
@@ -291,6 +305,30 @@ def _make_step_log_class():
                 fh.write(json.dumps(record) + "\n")
 
     return _StepLog
+
+
+@functools.cache
+def _make_metrics_log_class():
+    from transformers import TrainerCallback
+
+    class _MetricsLog(TrainerCallback):
+        """Appends each optimizer step's numbers to the run's metrics.jsonl (main process only). A step redone
+        after a resume is appended again: the last line of a (stage, step) is the one that counts."""
+
+        def __init__(self, run_dir: Path, stage: str) -> None:
+            self.run_dir = Path(run_dir)
+            self.stage = stage
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "reward" in logs and state.is_world_process_zero:
+                append_metrics(self.run_dir, metrics_record(self.stage, "step", step_metrics(logs), state.global_step))
+
+    return _MetricsLog
+
+
+def step_metrics(logs: dict[str, Any]) -> dict[str, Any]:
+    """TRL's step log under our names (`_LOGGED`)."""
+    return {ours: logs[theirs] for theirs, ours in _LOGGED.items() if theirs in logs}
 
 
 def step_groups(batches: list[dict[str, Any] | None], group_size: int) -> list[list[Any]] | None:

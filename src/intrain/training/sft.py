@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from intrain.config import ModelConfig, SFTConfig
 from intrain.engines.base import Request, render_ids
+from intrain.progress import quiet_training_libraries
 from intrain.stages.common import user_message
-from intrain.store import atomic_write_text
+from intrain.store import atomic_write_text, metrics_trackers
 from intrain.training.args import bind_cuda_device, is_main_process, num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
 
@@ -74,6 +75,7 @@ def train_sft(
 
     Checkpoints go to output_dir/checkpoints every `sft.save_steps` steps and a re-run resumes from
     the newest complete one. With LoRA and merge_lora=False only the adapter is saved (output_dir/adapter).
+    TRL reports to the trackers registered for output_dir's run (output.report_to), if any.
     """
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
@@ -88,8 +90,11 @@ def train_sft(
     tokenizer.padding_side = "right"
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * num_processes()))
     checkpoints = output_dir / "checkpoints"
+    common = trainer_args(sft, checkpoints, device, sft.per_device_batch_size, accumulation, keep_checkpoints)
+    # A stage folder's parent is its run directory (stages/sft.py: output_dir = RUN/<stage>).
+    common["report_to"] = list(metrics_trackers(output_dir.parent)) or "none"
     args = TRLSFTConfig(
-        **trainer_args(sft, checkpoints, device, sft.per_device_batch_size, accumulation, keep_checkpoints),
+        **common,
         num_train_epochs=sft.epochs,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": sft.min_lr_rate},
@@ -106,16 +111,17 @@ def train_sft(
             target_modules=sft.lora.target_modules,
             task_type="CAUSAL_LM",
         )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
     # An explicit path, not resume_from_checkpoint=True: Trainer would pick a half-written newest folder.
     resume = last_complete_checkpoint(checkpoints)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with quiet_training_libraries():
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     tokenizer.padding_side = "left"
     # Trainer types `model` as `PreTrainedModel | nn.Module | None`; SFTTrainer holds the model it was
     # given, wrapped in a PeftModel when it got a peft_config.
@@ -125,7 +131,8 @@ def train_sft(
             cast("PeftModel", trainer.model).save_pretrained(str(target))
     elif sft.lora is not None:
         target = output_dir / "model"
-        merged = cast("PeftModel", trainer.model).merge_and_unload()
+        with quiet_training_libraries():  # PEFT's merge reads the deprecated alias too
+            merged = cast("PeftModel", trainer.model).merge_and_unload()
         if is_main_process():
             cast("PreTrainedModel", merged).save_pretrained(str(target))
     else:
