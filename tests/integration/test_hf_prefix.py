@@ -174,3 +174,22 @@ def test_batch_boundary_splits_a_request(tiny_model_dir):
     out, shapes, _ = fed(new, [req], sp)
     assert [s for s in shapes if s[1] > 1] == [(1, length - 1), (1, length - 1)]
     assert [c.token_ids for c in out[0]] == [c.token_ids for c in old.generate([req], sp)[0]]
+
+
+def test_static_cache_decodes_what_the_dynamic_cache_decodes(pair):
+    """The static-cache path (on by default on CUDA, where transformers compiles it) returns the same
+    greedy completions as the dynamic one, and sampled completions of the requested shape."""
+    dynamic, _ = pair
+    static = HFGenerator(dynamic.model, dynamic.tokenizer, batch_size=8, static_cache=True)
+    requests = [chat("What is 2 + 3?"), chat("Name a colour.", n=3), chat("Count to three, please.")]
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+    as_text = [[c.text for c in cs] for cs in dynamic.generate(requests, greedy)]
+    assert [[c.text for c in cs] for cs in static.generate(requests, greedy)] == as_text
+    sampled = static.generate(requests, SamplingParams(temperature=1.0, max_tokens=12, seed=3))
+    assert [len(cs) for cs in sampled] == [1, 3, 1]
+    assert all(0 < len(c.token_ids) <= 12 for cs in sampled for c in cs)
+    assert sampled == static.generate(requests, SamplingParams(temperature=1.0, max_tokens=12, seed=3))
+
+
+def test_static_cache_is_on_only_on_cuda(tiny_model_dir):
+    assert HFGenerator.load(tiny_model_dir, device="cpu", dtype="float32").static_cache is False

@@ -46,6 +46,12 @@ class HFGenerator:
     (``bench/bench_prefix.py``). Either way the random stream is consumed by the same sampling steps
     on the same rows, so the samples agree unless float rounding (the prompt's last token now runs
     as a one-token step) moves a draw across a boundary; log-probabilities agree to ~1e-6.
+
+    ``static_cache`` (``load``'s default: on when the model is on CUDA): decode with a preallocated
+    static KV cache, which transformers compiles (CUDA graphs) on a GPU, where a small model's decode
+    step is bound by per-kernel launch overhead rather than by the GPU. Sampled rows then skip the
+    shared prefill (it builds a dynamic cache): on a GPU, prefill is cheap next to the decode steps the
+    compilation saves. The first batch of each new shape pays the compilation.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class HFGenerator:
         batch_size: int = 16,
         chat_template_kwargs: dict | None = None,
         share_prefix: bool = True,
+        static_cache: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -63,6 +70,7 @@ class HFGenerator:
         self.batch_size = batch_size
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.share_prefix = share_prefix
+        self.static_cache = static_cache
         self.model.eval()
         self.eos_token_ids = _eos_ids(model, tokenizer)
         if not self.eos_token_ids:
@@ -82,13 +90,22 @@ class HFGenerator:
         batch_size: int = 16,
         chat_template_kwargs: dict | None = None,
         share_prefix: bool = True,
+        static_cache: bool | None = None,
     ) -> HFGenerator:
-        """Load a model spec (folder, hub id or ``"embedded:smollm2"``) via :mod:`intrain.models`."""
+        """Load a model spec (folder, hub id or ``"embedded:smollm2"``) via :mod:`intrain.models`.
+        ``static_cache=None``: on when the model landed on a CUDA device."""
         from intrain.models import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(path, device=device, dtype=dtype, adapter=adapter)
+        if static_cache is None:
+            static_cache = next(model.parameters()).device.type == "cuda"
         return cls(
-            model, tok, batch_size=batch_size, chat_template_kwargs=chat_template_kwargs, share_prefix=share_prefix
+            model,
+            tok,
+            batch_size=batch_size,
+            chat_template_kwargs=chat_template_kwargs,
+            share_prefix=share_prefix,
+            static_cache=static_cache,
         )
 
     @property
@@ -175,6 +192,8 @@ class HFGenerator:
             # Greedy decoding is a function of the prompt alone: decode each distinct prompt once.
             once = self._decode([batch_prompts[k] for k in distinct], sampling)
             return [_copy(once[u]) for u in rows]
+        if self.static_cache:
+            return self._decode(batch_prompts, sampling)
         return self._decode(batch_prompts, sampling, shared=(distinct, rows))
 
     def _decode(
@@ -225,6 +244,8 @@ class HFGenerator:
         )
         if do_sample:  # explicit neutral values: warpers come from `processors` only
             gen_kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
+        if self.static_cache and cache is None:
+            gen_kwargs["cache_implementation"] = "static"
         config = GenerationConfig(**gen_kwargs)
         gen_extra: dict[str, Any] = {}
         if cache is not None:
