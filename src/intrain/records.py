@@ -38,11 +38,14 @@ class Record:
 
     @classmethod
     def from_row(cls: type[R], row: dict[str, Any]) -> R:
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        missing = [n for n in names if n not in row]
+        """The record of one row. A column whose field defaults to None (one added later, such as
+        `Proposal.quote`) may be absent: shards written before it existed still load, with None. Any
+        other missing column is an error, never a silent default."""
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        missing = [f.name for f in fields if f.name not in row and f.default is not None]
         if missing:
             raise ValueError(f"{cls.__name__}: row lacks column(s) {', '.join(missing)}")
-        return cls(**{n: row[n] for n in names})
+        return cls(**{f.name: row[f.name] for f in fields if f.name in row})
 
     def to_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -125,6 +128,12 @@ class Proposal(Record):
         "ok/leak/not_first rows: the attempt's substeps before `location` + the intervention."
     )
     original_step_prefix: str | None = doc("The substeps before `location` + the original erroneous substep.")
+    quote: str | None = doc(
+        "Parsed optional `quote` of the erroneous text. Found in a shown substep, it sets `location`, also over a "
+        "stated location that disagrees (several matches: the stated one if among them, else the first). None when "
+        "absent (and in shards written before this column).",
+        None,
+    )
 
     def as_problem(self) -> Problem:
         return _problem_of(self)
@@ -219,7 +228,8 @@ def artifacts_markdown() -> str:
         'with pandas: `pd.concat(pd.read_parquet(p) for p in sorted(Path("RUN/<stage>").glob("shard-*.parquet")))`.',
         "",
         "Proposal statuses: `ok` (parsed, kept for the filter), `no_tag` (no `<intervention>` block),",
-        "`bad_json` (a block that cannot be read), `bad_location` (location outside the shown substeps),",
+        "`bad_json` (a block that cannot be read), `bad_location` (location outside the shown substeps, or a",
+        "`quote` found in none of them and no location),",
         "`empty` (no or placeholder content), `leak` (the content states the gold answer; `propose.leak_filter`),",
         "`not_first` (a later `ok` proposal of an attempt that already has one; `propose.per_attempt: first_ok`).",
         "",

@@ -100,7 +100,9 @@ def policy_examples(
             intervention = corrected_step(steps[location - 1].text, problem.answer)
             if intervention is None:  # no false equation there: wrong operands or a wrong box
                 intervention = parse_intervention(
-                    oracle_intervention(problem, text, rng, separator=separator) or "", len(steps)
+                    oracle_intervention(problem, text, rng, separator=separator) or "",
+                    len(steps),
+                    [s.text for s in steps],
                 ).content
             if intervention:
                 intervention = with_plan(intervention, problem.reference_solution, problem.answer)
@@ -196,7 +198,13 @@ def evaluate_proposer(
     """Parse rate and location accuracy of sampled proposals on held-out attempts."""
     prompts = [proposer_messages(ex, template, generator.tokenizer, max_prompt_tokens, separator) for ex in examples]
     outputs = generator.generate([Request(messages=p.messages) for p in prompts], sampling)
-    parsed = [parse_intervention(out[0].text, p.shown_substeps) for out, p in zip(outputs, prompts)]
+    # A quote is looked up in the substeps the proposer was shown, numbered as its prompt numbered them.
+    shown = [
+        [s.text for s in split_substeps(ex.attempt, separator)[: p.shown_substeps]] for ex, p in zip(examples, prompts)
+    ]
+    parsed = [
+        parse_intervention(out[0].text, p.shown_substeps, steps) for out, p, steps in zip(outputs, prompts, shown)
+    ]
     ok = [(ex, r) for ex, r in zip(examples, parsed) if r.status == "ok"]
     by_origin = {}
     for origin in sorted({ex.origin for ex in examples}):

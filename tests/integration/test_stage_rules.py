@@ -13,6 +13,7 @@ from intrain.records import Proposal, Rollout
 from intrain.stages import propose
 from intrain.stages.common import RunContext
 from intrain.stages.filter import filter_shard
+from intrain.steps import split_substeps
 from intrain.store import Stage
 
 
@@ -136,6 +137,62 @@ def test_propose_rows_carry_leak_and_not_first_statuses_and_the_funnel_counts_th
     steps = dict(funnel(sample_stage.manifest()["counts"], counts, {"kept": 0}, {"sft_rows": 0}))
     assert steps["parsed"] == 3 and steps["not leaking"] == 2 and steps["first per attempt"] == 1
     ctx.close()
+
+
+def test_propose_locates_by_quote_and_records_it(tmp_path, tiny_model_dir):
+    """A proposer that quotes the false equation but miscounts (or omits) the substep number gets the
+    quoted substep; the quote is stored on the row; a quote of a substep cut from the prompt is not used."""
+    config = load_config(
+        write_config(
+            tmp_path,
+            tiny_model_dir,
+            propose={"n": 3, "template": "compact", "max_prompt_tokens": 4096, "per_attempt": "all"},
+        )
+    )
+    ctx = RunContext(config=config, run_dir=tmp_path / "run")
+    attempt = Rollout(
+        problem_id="p1",
+        source="s",
+        problem="What is (2 + 3) * 2?",
+        answer="10",
+        reference_solution="2 + 3 = 5.\n\n5 * 2 = 10.\n\nSo \\boxed{10}.",
+        sample_index=0,
+        completion="First, 2 + 3 = 6.\n\nThen 6 * 2 = 12.\n\nSo \\boxed{12}.",
+        completion_tokens=9,
+        prompt_tokens=5,
+        finish_reason="stop",
+        correct=False,
+        reason="wrong",
+        extracted="12",
+    )
+    sample_stage = Stage(ctx.run_dir, "sample", "h")
+    sample_stage.write_records(0, [attempt], Rollout)
+    sample_stage.finish({"problems": 1, "rollouts": 1, "correct": 0, "failed": 1, "truncated": 0})
+    replies = [
+        '<intervention>{"content": "Recompute the sum carefully.", "quote": "2 + 3 = 6", "location": 2}</intervention>',
+        '<intervention>{"content": "Add the two numbers again.", "quote": "2+3=6"}</intervention>',
+        '<intervention>{"content": "Add the two numbers again.", "quote": "2 + 3 = 7"}</intervention>',
+    ]
+    ctx._generators[(config.model.path, config.model.adapter, config.model.engine)] = Scripted(
+        lambda request, index: replies[index]
+    )
+    rows = propose.run(ctx).records(Proposal)
+    assert [(r.status, r.location, r.quote) for r in rows] == [
+        ("ok", 1, "2 + 3 = 6"),  # the quote beats the miscounted location 2
+        ("ok", 1, "2+3=6"),  # no location at all, found without spaces
+        ("bad_location", None, "2 + 3 = 7"),  # quotes nothing in the attempt, no location to fall back on
+    ]
+    assert rows[0].guided_prefix == "Recompute the sum carefully."
+    assert rows[0].original_step_prefix == "First, 2 + 3 = 6."
+    ctx.close()
+
+    # Only the substeps the prompt showed are searched: substep 2 was cut, so its quote falls back to location.
+    steps = split_substeps(attempt.completion)
+    output = '<intervention>{"content": "Double 5 instead.", "quote": "6 * 2 = 12", "location": 1}</intervention>'
+    cut = propose.to_proposal(attempt, 0, output, "stop", steps, 1, True, None, config.propose)
+    full = propose.to_proposal(attempt, 0, output, "stop", steps, 3, False, None, config.propose)
+    assert (cut.status, cut.location, cut.quote) == ("ok", 1, "6 * 2 = 12")
+    assert (full.status, full.location, full.guided_prefix) == ("ok", 2, "First, 2 + 3 = 6.\n\nDouble 5 instead.")
 
 
 def test_filter_verify_drops_a_lucky_wrong_intervention_and_names_other_families():

@@ -6,6 +6,9 @@ The proposer ends its answer with::
     { "content": INSERT_STEP_CONTENT, "location": INSERT_STEP_NUMBER }
     </intervention>
 
+and may add ``"quote": "<the erroneous text, copied from the attempt>"`` (our extension, not the
+paper's; see **Quote** below).
+
 Model output is messy, so :func:`parse_intervention` is a ladder of increasingly
 tolerant attempts: tag block extraction, then strict JSON, JSON without trailing
 commas, ``ast.literal_eval`` (Python dict syntax; it only builds literals), and a
@@ -50,12 +53,48 @@ Design decisions
   the intervention *replaces* substep ``location``, so the location has to
   name an existing substep (the reference code would silently build a prefix of
   the whole attempt, which no longer ends at the error).
+* **Quote.**  Small proposers find the false equation but name the wrong
+  substep number: they do not count substeps.  So a proposer may point at the
+  error by quoting it, in an optional ``quote`` key (case-insensitive like the
+  others, recovered by every rung including the scanner, where a bare
+  ``quote:`` only counts at the start of a line or after ``{``/``,``, and
+  unescaped like content).  The caller passes the texts of the substeps the
+  proposer was shown (``substeps``); the quote names the substep that contains
+  it.  Matching: the quote is trimmed of what models wrap around a quotation
+  (a copied ``**Substep k:**`` label, quote marks, backticks, ``$``,
+  ellipses); then it must occur in a substep as a substring after whitespace
+  normalisation (runs collapsed to one space, stripped), or, only if no
+  substep matches that way, with all whitespace removed (``6+10=60`` for
+  ``6 + 10 = 60``).  Case and LaTeX are compared as written.  Quotes of fewer
+  than ``MIN_QUOTE_CHARS`` (3) non-space characters match nothing (``=``,
+  ``60`` occur everywhere).  Only substeps ``1..num_substeps`` are searched.
+
+  - One matching substep: it is the location, even when ``location`` names
+    another one -- the quote is what the model actually pointed at, the number
+    is what it miscounted.
+  - Several: the stated ``location`` if it is one of them, else the first.
+  - None: ``location`` decides exactly as without a quote; with no
+    ``location`` either the status is ``bad_location`` (the model tried to
+    locate the error, and the attempt does not hold what it quoted).
+
+  A payload with content and a resolving quote but no ``location`` is
+  therefore ``ok``, not ``bad_json``.  The result records ``quote`` (as
+  parsed), ``quote_location`` (the substep the quote resolved to),
+  ``stated_location`` (the ``location`` key, coerced) and ``location_from``
+  (``"quote"``/``"location"``), so callers can count how often each decided
+  and how often they disagreed (``quote_disagrees``).  Without ``substeps``
+  (callers that predate the field) the quote is reported but never consulted:
+  status and location are what they were before the field existed, and so is
+  content, except that in broken text the scanner now ends the content before
+  a ``quote`` key instead of running on into it.
 * **Status precedence.**  ``no_tag`` (no opening tag) > ``empty`` (block empty,
   ``{}``, content empty/whitespace or a placeholder such as
   ``INSERT_STEP_CONTENT`` -- checked before the location, since the echoed
-  template has a placeholder location too) > ``bad_json`` (content or location
-  key cannot be recovered) > ``bad_location`` (location present but not an
-  integer in range) > ``ok``.  ``leak`` and ``not_first`` are assigned by
+  template has a placeholder location too) > ``bad_json`` (content key cannot
+  be recovered, or neither a location key nor -- with ``substeps`` -- a quote
+  key) > ``bad_location`` (location present but not an integer in range and no
+  resolving quote; or a quote that matches no substep and no location) >
+  ``ok``.  ``leak`` and ``not_first`` are assigned by
   callers (:func:`intrain.interventions.leaks.leaks_answer`,
   :func:`intrain.interventions.selection.mark_not_first`).
 """
@@ -66,14 +105,17 @@ import ast
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
+    "MIN_QUOTE_CHARS",
     "STATUSES",
     "ParsedIntervention",
     "extract_last_block",
     "parse_intervention",
+    "quote_substeps",
     "unescape_model_string",
 ]
 
@@ -86,6 +128,21 @@ class ParsedIntervention:
     content: str | None
     location: int | None
     raw: str | None  # the raw text inside the last tag block (None when no tag)
+    # The optional ``quote`` field (see the module docstring).  All default to "no quote", so the
+    # four-field constructor and results without a quote read exactly as before the field existed.
+    quote: str | None = None  # the quoted erroneous text as parsed (None when absent)
+    quote_location: int | None = None  # the substep the quote resolved to (None: no substeps / no match)
+    stated_location: int | None = None  # the ``location`` key as written, coerced (None when absent/unreadable)
+    location_from: Literal["location", "quote"] | None = None  # which field ``location`` came from
+
+    @property
+    def quote_disagrees(self) -> bool:
+        """The quote resolved to a substep other than the stated location (the quote won)."""
+        return (
+            self.quote_location is not None
+            and self.stated_location is not None
+            and self.quote_location != self.stated_location
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -414,6 +471,40 @@ def _key_re(name: str) -> re.Pattern[str]:
 
 _CONTENT_KEY = _key_re("content")
 _LOCATION_KEY = _key_re("location")
+# "quote" is an everyday word, so a bare ``quote:`` only counts as a key where a key can stand: after
+# ``{``/``,`` or at the start of a line (optionally as a ``-``/``*`` bullet).  Quoted and bold keys
+# count anywhere, like the other two.  Otherwise prose such as "the quote: ..." inside an unquoted
+# content value would cut the content short.  (A lookbehind cannot say "after ``{`` or ``,`` and
+# any spaces", it has to be fixed-width, hence the check in :func:`_quote_key_ok`.)
+_QUOTE_KEY_ANY = _key_re("quote")
+
+
+def _quote_key_ok(s: str, m: re.Match[str]) -> bool:
+    if s[m.start()] != "q" and s[m.start()] != "Q":  # quoted ("quote":) or bold (**Quote:**)
+        return True
+    j = m.start() - 1
+    while j >= 0 and s[j] in " \t":
+        j -= 1
+    if j >= 0 and s[j] in "-*":  # a markdown bullet
+        j -= 1
+        while j >= 0 and s[j] in " \t":
+            j -= 1
+    # After an opening quote mark the key is quoted after all: matching started inside ``"quote":``.
+    return j < 0 or s[j] in "{,\n\"'"
+
+
+def _quote_key_match(s: str, pos: int) -> re.Match[str] | None:
+    m = _QUOTE_KEY_ANY.match(s, pos)
+    return m if m and _quote_key_ok(s, m) else None
+
+
+def _quote_key_search(s: str, start: int = 0, end: int | None = None) -> re.Match[str] | None:
+    for m in _QUOTE_KEY_ANY.finditer(s, start, len(s) if end is None else end):
+        if _quote_key_ok(s, m):
+            return m
+    return None
+
+
 _GENERIC_KEY_AHEAD = re.compile(r"\s*,\s*[\"'][A-Za-z_][A-Za-z0-9_ ]*[\"']\s*:")
 _END_AHEAD = re.compile(r"\s*,?\s*\}?\s*\Z")
 _BRACE_AHEAD = re.compile(r"\s*,?\s*\}")
@@ -428,16 +519,26 @@ def _is_escaped(s: str, p: int) -> bool:
     return k % 2 == 1
 
 
-def _loc_ahead(s: str, p: int) -> bool:
-    m = re.compile(r"\s*,?\s*").match(s, p)
-    return bool(m and _LOCATION_KEY.match(s, m.end()))
+_SEP_AHEAD = re.compile(r"\s*,?\s*")
+
+
+def _field_ahead(s: str, p: int) -> bool:
+    """A ``location`` or ``quote`` key follows ``s[p:]`` (after an optional comma)."""
+    m = _SEP_AHEAD.match(s, p)
+    return bool(m and (_LOCATION_KEY.match(s, m.end()) or _quote_key_match(s, m.end())))
+
+
+def _next_field_key(s: str, start: int) -> re.Match[str] | None:
+    """The first ``location`` or ``quote`` key at or after ``start``."""
+    found = [m for m in (_LOCATION_KEY.search(s, start), _quote_key_search(s, start)) if m]
+    return min(found, key=lambda m: m.start()) if found else None
 
 
 def _find_closer(s: str, v: int, q: str) -> int | None:
     """Position of the quote closing a value string opened at ``s[v] == q``."""
     cands = [p for p in range(v + 1, len(s)) if s[p] == q and not _is_escaped(s, p)]
-    for p in cands:  # followed by the location key, or by the end of the object
-        if _loc_ahead(s, p + 1) or _END_AHEAD.match(s, p + 1):
+    for p in cands:  # followed by the location/quote key, or by the end of the object
+        if _field_ahead(s, p + 1) or _END_AHEAD.match(s, p + 1):
             return p
     for p in cands:  # followed by some other quoted key
         if _GENERIC_KEY_AHEAD.match(s, p + 1):
@@ -501,15 +602,15 @@ def _tolerant(text: str) -> dict[str, Any] | None:
             close = _find_closer(text, v, text[v])
             if close is not None:
                 content, end = unescape_model_string(text[v + 1 : close]), close + 1
-            else:  # missing closing quote: stop before a following location key
-                lm = _LOCATION_KEY.search(text, v + 1)
+            else:  # missing closing quote: stop before a following location/quote key
+                lm = _next_field_key(text, v + 1)
                 if lm:
                     body = text[v + 1 : lm.start()].rstrip().rstrip(",").rstrip()
                     if body.endswith(text[v]):
                         body = body[:-1]
                     content, end = unescape_model_string(body), lm.start()
         else:  # unquoted value (placeholder, markdown "Content: ..." style)
-            lm = _LOCATION_KEY.search(text, v)
+            lm = _next_field_key(text, v)
             if lm:
                 body, end = text[v : lm.start()], lm.start()
             else:
@@ -538,7 +639,57 @@ def _tolerant(text: str) -> dict[str, Any] | None:
         else:
             m = re.compile(r"[^,}\n]*").match(text, v)
             out["location"] = m.group(0).strip() if m else ""
+
+    # Quote: also outside the content value, read by :func:`_read_quote`.
+    qm = None
+    if content_span is not None:
+        qm = _quote_key_search(text, 0, content_span[0]) or _quote_key_search(text, content_span[1])
+    elif not cm:
+        qm = _quote_key_search(text)
+    if qm:
+        out["quote"] = _read_quote(text, qm.end())
     return out or None
+
+
+_QUOTE_CLOSE_LOOSE = re.compile(r"[ \t]*(?:[,}\n]|\Z)")
+
+
+def _any_key_ahead(s: str, p: int) -> bool:
+    m = _SEP_AHEAD.match(s, p)
+    if not m:  # pragma: no cover - the pattern matches the empty string
+        return False
+    q = m.end()
+    if _GENERIC_KEY_AHEAD.match(s, p):
+        return True
+    return bool(_CONTENT_KEY.match(s, q) or _LOCATION_KEY.match(s, q) or _quote_key_match(s, q))
+
+
+def _read_quote(s: str, v: int) -> str:
+    """The value of a ``quote`` key starting at ``s[v]`` in broken dict text or markdown fields.
+
+    A quoted value ends at the first closing quote followed by another key or the end of the
+    object; failing that, at one followed by a comma, brace or line end (the quoted text itself may
+    hold quote characters: ``He wrote "60", then ...``); failing that, at the end of the line.  An
+    unquoted value (``**Quote:** 6 + 10 = 60``) runs to the end of its line or the next key on it.
+    """
+    if v < len(s) and s[v] in "\"'":
+        q = s[v]
+        cands = [p for p in range(v + 1, len(s)) if s[p] == q and not _is_escaped(s, p)]
+        for p in cands:
+            if _any_key_ahead(s, p + 1) or _END_AHEAD.match(s, p + 1) or _BRACE_AHEAD.match(s, p + 1):
+                return unescape_model_string(s[v + 1 : p])
+        for p in cands:
+            if _QUOTE_CLOSE_LOOSE.match(s, p + 1):
+                return unescape_model_string(s[v + 1 : p])
+        nl = s.find("\n", v + 1)
+        return unescape_model_string(s[v + 1 : nl if nl != -1 else len(s)].rstrip().rstrip(","))
+    nl = s.find("\n", v)
+    line_end = nl if nl != -1 else len(s)
+    body = s[v:line_end]
+    nxt = [m.start() - v for m in (_CONTENT_KEY.search(s, v, line_end), _LOCATION_KEY.search(s, v, line_end)) if m]
+    if nxt:
+        body = body[: min(nxt)]
+    return unescape_model_string(body.strip().rstrip(",}").strip())
 
 
 # --------------------------------------------------------------------------- #
@@ -598,8 +749,68 @@ def _content_text(value: Any) -> str | None:
     return text.replace("\r\n", "\n").strip()
 
 
-def parse_intervention(output: str, num_substeps: int) -> ParsedIntervention:
+def _quote_text(value: Any) -> str | None:
+    """The parsed quote as text; None when absent, not text, empty or a placeholder."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        return None
+    text = text.replace("\r\n", "\n").strip()
+    return None if _is_placeholder(text) else text
+
+
+# --------------------------------------------------------------------------- #
+# Quote -> substep
+# --------------------------------------------------------------------------- #
+
+# Fewer non-space characters than this match too much ("=", "x", "60") to name a substep.
+MIN_QUOTE_CHARS = 3
+# The prompt renders substeps as "**Substep k:** text"; a model copying the line copies the label too.
+_QUOTE_LABEL_RE = re.compile(r"^\s*\**\s*substep\s*\d+\s*\**\s*:?\s*\**\s*", re.IGNORECASE)
+# Wrapping quote marks, backticks and math dollars the model adds around the quoted text.
+_QUOTE_EDGE = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb$ \t\n"
+
+
+def _trim_quote(quote: str) -> str:
+    """Drop what a model wraps around a quotation: a copied substep label, quote marks, ellipses.
+
+    Trimming only ever shortens the needle, so it can only add matches, never lose one.
+    """
+    text = _QUOTE_LABEL_RE.sub("", quote, count=1)
+    prev = None
+    while prev != text:
+        prev = text
+        text = text.strip(_QUOTE_EDGE)
+        for ellipsis in ("...", "\u2026"):
+            text = text.removeprefix(ellipsis).removesuffix(ellipsis)
+    return text
+
+
+def quote_substeps(quote: str, substeps: Sequence[str]) -> list[int]:
+    """1-based numbers of the substeps that contain ``quote`` (see the module docstring).
+
+    Exact substring after whitespace normalisation first; only if that finds nothing, the same
+    with all whitespace removed (``6+10=60`` for ``6 + 10 = 60``).
+    """
+    needle = _trim_quote(quote)
+    bare = "".join(needle.split())
+    if len(bare) < MIN_QUOTE_CHARS:
+        return []
+    spaced = " ".join(needle.split())
+    hits = [i for i, step in enumerate(substeps, 1) if spaced in " ".join(step.split())]
+    if hits:
+        return hits
+    return [i for i, step in enumerate(substeps, 1) if bare in "".join(step.split())]
+
+
+def parse_intervention(output: str, num_substeps: int, substeps: Sequence[str] | None = None) -> ParsedIntervention:
     """Parse the last ``<intervention>`` block of a proposer output.
+
+    ``substeps`` are the texts of the substeps the proposer was shown, in order (substep ``k`` is
+    ``substeps[k - 1]``); with them an optional ``quote`` field can name the location (see the module
+    docstring).  Without them the quote is reported but never consulted.
 
     Returns a :class:`ParsedIntervention` with status among
     ``ok / no_tag / bad_json / bad_location / empty`` (see module docstring).
@@ -624,9 +835,31 @@ def parse_intervention(output: str, num_substeps: int) -> ParsedIntervention:
         return ParsedIntervention("bad_json", None, None, raw)
     if _is_placeholder(content):
         return ParsedIntervention("empty", None, None, raw)
+
+    quote = _quote_text(fields.get("quote"))
+    stated = _coerce_location(fields["location"]) if "location" in fields else None
+    if quote is not None and substeps is not None:
+        # Only substeps the location could name: a quote of a substep past ``num_substeps`` (not
+        # shown, or the caller's bound) must not produce a location the caller cannot use.
+        hits = quote_substeps(quote, list(substeps)[: max(num_substeps, 0)])
+        if hits:
+            # The quote is what the model pointed at; it beats a (miscounted) location.  Among
+            # several matching substeps the stated location breaks the tie, else the first.
+            chosen = stated if stated in hits else hits[0]
+            return ParsedIntervention(
+                "ok",
+                content,
+                chosen,
+                raw,
+                quote=quote,
+                quote_location=chosen,
+                stated_location=stated,
+                location_from="quote",
+            )
+        if "location" not in fields:  # a quote that names nothing, and no location to fall back on
+            return ParsedIntervention("bad_location", content, None, raw, quote=quote)
     if "location" not in fields:
-        return ParsedIntervention("bad_json", content, None, raw)
-    loc = _coerce_location(fields["location"])
-    if loc is None or not 1 <= loc <= num_substeps:
-        return ParsedIntervention("bad_location", content, loc, raw)
-    return ParsedIntervention("ok", content, loc, raw)
+        return ParsedIntervention("bad_json", content, None, raw, quote=quote)
+    where: Literal["location"] | None = None if stated is None else "location"
+    status = "ok" if stated is not None and 1 <= stated <= num_substeps else "bad_location"
+    return ParsedIntervention(status, content, stated, raw, quote=quote, stated_location=stated, location_from=where)

@@ -90,7 +90,7 @@ def build_candidates(ctx: RunContext) -> list[Candidate]:
         output = oracle_intervention(
             problem, attempt.completion, rng, location_noise=cfg.lab.precision_noise, separator=separator
         )
-        parsed = parse_intervention(output or "", len(steps))
+        parsed = parse_intervention(output or "", len(steps), [s.text for s in steps])
         assert parsed.status == "ok" and parsed.content is not None and parsed.location is not None, parsed
         add(
             problem,

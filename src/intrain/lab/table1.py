@@ -107,7 +107,9 @@ def build_trials(ctx: RunContext) -> list[Trial]:
         steps = split_substeps(attempt.completion, separator)
         before = prefix_before(attempt.completion, steps, location)
         oracle = parse_intervention(
-            oracle_intervention(problem, attempt.completion, rng, separator=separator) or "", len(steps)
+            oracle_intervention(problem, attempt.completion, rng, separator=separator) or "",
+            len(steps),
+            [s.text for s in steps],
         )
         assert oracle.status == "ok" and oracle.content is not None and oracle.location is not None, oracle
         trials += [

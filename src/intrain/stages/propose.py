@@ -188,8 +188,9 @@ def to_proposal(
     pcfg: ProposeConfig,
 ) -> Proposal:
     """Parse one proposer output into a Proposal with its status and prefixes."""
-    # Locations beyond what the proposer was shown cannot be trusted.
-    parsed = parse_intervention(output, shown_substeps)
+    # Locations beyond what the proposer was shown cannot be trusted; a quote is looked up in the
+    # substeps it was shown, numbered as the prompt numbered them.
+    parsed = parse_intervention(output, shown_substeps, [s.text for s in steps[:shown_substeps]])
     status, guided, original = parsed.status, None, None
     if status == "ok":
         assert parsed.content is not None and parsed.location is not None
@@ -217,6 +218,7 @@ def to_proposal(
         location=parsed.location,
         guided_prefix=guided,
         original_step_prefix=original,
+        quote=parsed.quote,
     )
 
 

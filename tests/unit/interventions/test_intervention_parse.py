@@ -5,17 +5,21 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import re
 from pathlib import Path
 
 import pytest
 
 from intrain.interventions import (
+    MIN_QUOTE_CHARS,
     STATUSES,
     ParsedIntervention,
     extract_last_block,
     parse_intervention,
+    quote_substeps,
     unescape_model_string,
 )
+from intrain.interventions import parse as parse_module
 
 ANY = object()  # "do not check this field"
 
@@ -591,3 +595,410 @@ def test_code_execution_guard_allows_literal_eval(monkeypatch):
     with _forbid_code_execution(monkeypatch) as calls:
         res = parse_intervention(_wrap("{'content': 'Let\\'s recount.', 'location': 2}"), 6)
     assert (res.status, res.content, calls) == ("ok", "Let's recount.", [])
+
+
+# --------------------------------------------------------------------------- #
+# Quote: the proposer points at the error by quoting it
+# --------------------------------------------------------------------------- #
+
+# The substeps the proposer was shown, in order (substep k is QUOTE_STEPS[k - 1]).
+QUOTE_STEPS = [
+    'Let $a = 6$ and $b = 10$; we need "half of a + b".',
+    "First, 6 + 4 = 10.",
+    "Then 6 + 10 = 60.",
+    "Halving: $\\frac{60}{2} = 30$.",
+    "Halving again to check: $\\frac{60}{2} = 30$, so \\boxed{30}.",
+]
+
+# (id, output, num_substeps, status, location, location_from, quote_location, stated_location)
+QUOTE_CASES = [
+    # --- the quote names the substep --------------------------------------- #
+    (
+        "quote_only",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60"}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        None,
+    ),
+    (
+        "quote_agrees_with_location",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": 3}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        3,
+    ),
+    (
+        "quote_beats_miscounted_location",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": 2}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        2,
+    ),
+    (
+        "quote_beats_location_past_end",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": 9}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        9,
+    ),
+    (
+        "quote_beats_unreadable_location",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": "the third"}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        None,
+    ),
+    (
+        "quote_key_capitalised",
+        _wrap('{"Content": "Recompute 6 + 10.", "QUOTE": "6 + 10 = 60", "Location": 1}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        1,
+    ),
+    # --- several substeps hold the quote ----------------------------------- #
+    (
+        "two_matches_location_chooses",
+        _wrap('{"content": "Halve again.", "quote": "\\\\frac{60}{2} = 30", "location": 5}'),
+        5,
+        "ok",
+        5,
+        "quote",
+        5,
+        5,
+    ),
+    (
+        "two_matches_location_elsewhere_first",
+        _wrap('{"content": "Halve again.", "quote": "\\\\frac{60}{2} = 30", "location": 2}'),
+        5,
+        "ok",
+        4,
+        "quote",
+        4,
+        2,
+    ),
+    (
+        "two_matches_no_location_first",
+        _wrap('{"content": "Halve again.", "quote": "\\\\frac{60}{2} = 30"}'),
+        5,
+        "ok",
+        4,
+        "quote",
+        4,
+        None,
+    ),
+    # --- whitespace and wrapping ------------------------------------------- #
+    (
+        "quote_without_spaces",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6+10=60", "location": 2}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        2,
+    ),
+    (
+        "quote_whitespace_runs_and_newline",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "Then  6 +\\n 10 = 60", "location": 2}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        2,
+    ),
+    (
+        "quote_with_copied_substep_label",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "**Substep 3:** Then 6 + 10 = 60", "location": 2}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        2,
+    ),
+    (
+        "quote_wrapped_in_marks_and_ellipses",
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "\\u201c...6 + 10 = 60\\u2026\\u201d", "location": 2}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        2,
+    ),
+    # --- the quote names nothing: location decides, as without a quote ---- #
+    (
+        "quote_no_match_falls_back_to_location",
+        _wrap('{"content": "Recompute.", "quote": "7 * 7 = 50", "location": 2}'),
+        5,
+        "ok",
+        2,
+        "location",
+        None,
+        2,
+    ),
+    (
+        "quote_no_match_location_past_end",
+        _wrap('{"content": "Recompute.", "quote": "7 * 7 = 50", "location": 6}'),
+        5,
+        "bad_location",
+        6,
+        "location",
+        None,
+        6,
+    ),
+    (
+        "quote_no_match_no_location",
+        _wrap('{"content": "Recompute.", "quote": "7 * 7 = 50"}'),
+        5,
+        "bad_location",
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        "quote_too_short_falls_back",  # "60" occurs in three substeps; too short to name one
+        _wrap('{"content": "Recompute.", "quote": "60", "location": 2}'),
+        5,
+        "ok",
+        2,
+        "location",
+        None,
+        2,
+    ),
+    (
+        "quote_too_short_no_location",
+        _wrap('{"content": "Recompute.", "quote": " = 6 "}'),
+        5,
+        "bad_location",
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        "quote_only_in_unshown_substep",  # substeps 4-5 were cut from the prompt
+        _wrap('{"content": "Halve again.", "quote": "so \\\\boxed{30}", "location": 2}'),
+        3,
+        "ok",
+        2,
+        "location",
+        None,
+        2,
+    ),
+    (
+        "empty_quote_is_no_quote",  # no location and no usable quote: as before the field
+        _wrap('{"content": "Recompute.", "quote": ""}'),
+        5,
+        "bad_json",
+        None,
+        None,
+        None,
+        None,
+    ),
+    # --- recovered by the other rungs -------------------------------------- #
+    (
+        "quote_python_dict",
+        _wrap("{'content': 'Recompute.', 'quote': 'Then 6 + 10 = 60', 'location': 1}"),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        1,
+    ),
+    (
+        "quote_trailing_comma",
+        _wrap('{"content": "Recompute.", "quote": "Then 6 + 10 = 60", "location": 1,}'),
+        5,
+        "ok",
+        3,
+        "quote",
+        3,
+        1,
+    ),
+]
+
+# Broken text only the tolerant scanner reads: (id, output, content, quote, location, stated_location).
+QUOTE_TOLERANT_CASES = [
+    (
+        "inner_quotes_and_unterminated",
+        '<intervention>\n{"content": "It is 16, not "60".", "quote": "6 + 10 = 60", "location": 2,',
+        'It is 16, not "60".',
+        "6 + 10 = 60",
+        3,
+        2,
+    ),
+    (
+        "content_missing_closing_quote",
+        _wrap('{"content": "Recompute the sum, "quote": "6 + 10 = 60", "location": 2}'),
+        "Recompute the sum,",
+        "6 + 10 = 60",
+        3,
+        2,
+    ),
+    (
+        "unquoted_keys",
+        _wrap('{content: "Recompute.", quote: "6+10 = 60", location: 2}'),
+        "Recompute.",
+        "6+10 = 60",
+        3,
+        2,
+    ),
+    (
+        "markdown_fields",
+        _wrap("**Content:** Recompute the sum.\n**Quote:** Then 6 + 10 = 60\n**Location:** Substep 2"),
+        "Recompute the sum.",
+        "Then 6 + 10 = 60",
+        3,
+        2,
+    ),
+    (
+        "quote_before_content_with_inner_quotes",
+        _wrap('{"quote": "6 + 10 = 60", "content": "Redo "6 + 10" slowly.", "location": 2}'),
+        'Redo "6 + 10" slowly.',
+        "6 + 10 = 60",
+        3,
+        2,
+    ),
+    (
+        "quote_holding_quote_marks",
+        _wrap('{"content": "Recompute, "quote": "we need "half of a + b"", "location": 3}'),
+        "Recompute,",
+        'we need "half of a + b"',
+        1,
+        3,
+    ),
+    (
+        "unterminated_quote_value",
+        '<intervention>\n{"content": "Recompute.", "location": 2, "quote": "Then 6 + 10 = 60',
+        "Recompute.",
+        "Then 6 + 10 = 60",
+        3,
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "output,n,status,location,location_from,quote_location,stated",
+    [c[1:] for c in QUOTE_CASES],
+    ids=[c[0] for c in QUOTE_CASES],
+)
+def test_quote_locates_the_error(output, n, status, location, location_from, quote_location, stated):
+    res = parse_intervention(output, n, QUOTE_STEPS)
+    assert res.status == status, res
+    assert (res.location, res.location_from, res.quote_location, res.stated_location) == (
+        location,
+        location_from,
+        quote_location,
+        stated,
+    ), res
+    assert res.quote_disagrees == (quote_location is not None and stated is not None and quote_location != stated)
+
+
+@pytest.mark.parametrize(
+    "output,content,quote,location,stated",
+    [c[1:] for c in QUOTE_TOLERANT_CASES],
+    ids=[c[0] for c in QUOTE_TOLERANT_CASES],
+)
+def test_quote_recovered_from_broken_text(output, content, quote, location, stated):
+    text = parse_module._strip_fences(extract_last_block(output)).strip()
+    assert parse_module._try_structured(text) is None  # no structured rung reads it: the scanner does
+    res = parse_intervention(output, 5, QUOTE_STEPS)
+    assert (res.status, res.content, res.quote) == ("ok", content, quote), res
+    assert (res.location, res.location_from, res.stated_location) == (location, "quote", stated), res
+
+
+def test_quote_disagreement_is_recorded():
+    res = parse_intervention(
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": 2}'), 5, QUOTE_STEPS
+    )
+    assert (res.location, res.stated_location, res.quote_location, res.location_from) == (3, 2, 3, "quote")
+    assert res.quote_disagrees
+    agree = parse_intervention(
+        _wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60", "location": 3}'), 5, QUOTE_STEPS
+    )
+    assert not agree.quote_disagrees
+
+
+def test_quote_latex_and_escapes():
+    # JSON-escaped backslashes, raw LaTeX backslashes (\f, \b are never form feed / backspace),
+    # and an escaped double quote all decode to the attempt's text.
+    cases = [
+        (r'"quote": "\\frac{60}{2} = 30$, so \\boxed{30}"', r"\frac{60}{2} = 30$, so \boxed{30}", 5),
+        (r'"quote": "$\frac{60}{2} = 30$, so \boxed{30}"', r"$\frac{60}{2} = 30$, so \boxed{30}", 5),
+        (r'"quote": "we need \"half of a + b\""', 'we need "half of a + b"', 1),
+        (r'"quote": "6 + 10 = 60\nso"', None, None),  # \n + "so": a newline; "60 so" is in no substep
+    ]
+    for field, quote, location in cases:
+        res = parse_intervention(_wrap(f'{{"content": "Redo it.", {field}, "location": 2}}'), 5, QUOTE_STEPS)
+        if quote is None:
+            assert (res.quote, res.quote_location, res.location) == ("6 + 10 = 60\nso", None, 2), res
+        else:
+            assert (res.quote, res.quote_location, res.location) == (quote, location, location), res
+
+
+@pytest.mark.parametrize("case", QUOTE_CASES, ids=[c[0] for c in QUOTE_CASES])
+def test_without_substeps_the_quote_is_ignored(case):
+    """Old callers (no ``substeps``): status, content and location as for the same payload with the
+    quote under a key the parser does not know (which the structured rungs have always skipped)."""
+    output, n = case[1], case[2]
+    renamed = re.sub(r"([\"'])quote\1(\s*:)", r"\1xnote\1\2", output, flags=re.IGNORECASE)
+    assert renamed != output
+    res, old = parse_intervention(output, n), parse_intervention(renamed, n)
+    assert (res.status, res.content, res.location) == (old.status, old.content, old.location), res
+    assert res.location_from in (None, "location") and res.location_from == old.location_from
+    assert res.quote_location is None and not res.quote_disagrees
+
+
+def test_without_substeps_quote_only_payload_is_bad_json():
+    res = parse_intervention(_wrap('{"content": "Recompute 6 + 10.", "quote": "6 + 10 = 60"}'), 5)
+    assert (res.status, res.content, res.location, res.quote) == ("bad_json", "Recompute 6 + 10.", None, "6 + 10 = 60")
+    res = parse_intervention(_wrap('{"content": "Recompute.", "quote": "6 + 10 = 60", "location": 2}'), 5)
+    assert (res.status, res.location, res.location_from, res.stated_location) == ("ok", 2, "location", 2)
+
+
+@pytest.mark.parametrize("case", PARSE_CASES, ids=[c[0] for c in PARSE_CASES])
+def test_substeps_change_nothing_without_a_quote(case):
+    _, output, n, *_ = case
+    steps = [f"Substep text {k} with 6 + 10 = 60 and Recount." for k in range(1, n + 1)]
+    old, new = parse_intervention(output, n), parse_intervention(output, n, steps)
+    assert (new.status, new.content, new.location, new.raw) == (old.status, old.content, old.location, old.raw)
+    assert new.quote is None and new.location_from != "quote"
+
+
+def test_quote_substeps_matching_rules():
+    steps = ["a + b = c", "so x a+b y", "Then 6 + 10 = 60."]
+    assert quote_substeps("a + b", steps) == [1]  # exact (normalised) first: the space-free form would also hit 2
+    assert quote_substeps("a +  b", steps) == [1]  # whitespace runs collapse
+    assert quote_substeps("x a + b", steps) == [2]  # only the space-free form matches
+    assert quote_substeps("6+10=60", steps) == [3]
+    assert quote_substeps("a+b", steps) == [2]  # exact, in substep 2 only
+    assert quote_substeps("6 + 10", []) == []
+    assert quote_substeps("=", steps) == [] and quote_substeps("60", steps) == []  # too short to locate
+    assert quote_substeps("  \t ", steps) == []
+    assert quote_substeps("Then 6 + 10 = 70", steps) == []
+    assert quote_substeps("then 6 + 10 = 60", steps) == []  # case counts
+    assert MIN_QUOTE_CHARS == 3
+    assert quote_substeps("c =d", ["x", "a + b = c = d"]) == [2] and quote_substeps("c =", ["a + b = c = d"]) == []
