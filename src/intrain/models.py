@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -293,8 +294,11 @@ def merge_adapter(model: Any, adapter: str) -> Any:
     adapter_path = os.path.expanduser(adapter)
     if not os.path.isdir(adapter_path):
         raise FileNotFoundError(f"adapter folder not found: {adapter}")
-    peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
-    merged = peft_model.merge_and_unload()
+    with warnings.catch_warnings():
+        # PEFT reads transformers' deprecated `is_gradient_checkpointing` alias: nothing a user can act on.
+        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+        merged = peft_model.merge_and_unload()
     # PEFT froze the base weights while wrapping them; the merged model is a plain model that SFT
     # and RL go on to train.
     merged.requires_grad_(True)
