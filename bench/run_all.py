@@ -1,10 +1,26 @@
-"""Run every benchmark script in bench/ (each writes bench/results/<name>.json)."""
+"""Run the benchmarks in bench/ one after another (each writes bench/results/<name>.json).
+
+    python bench/run_all.py          # `make bench`: every ratio benchmark and the demo, ~15 min on 2 cores
+    python bench/run_all.py --all    # also the grader under attack (~25 min more)
+
+One at a time on purpose: two benchmarks side by side on a 2-core machine distort each other.
+"""
 
 import subprocess
 import sys
 from pathlib import Path
 
 here = Path(__file__).parent
-for script in sorted(here.glob("bench_*.py")):
-    print(f"== {script.name}", flush=True)
-    subprocess.run([sys.executable, str(script)], check=True)
+RUNS = [
+    ["bench_grading.py"],
+    ["bench_engine.py", "--shape", "tiny", "--out", str(here / "results" / "engine_cpu_tiny.json")],
+    ["bench_engine.py", "--shape", "smollm2", "--out", str(here / "results" / "engine_cpu_smollm2.json")],
+    ["bench_sampler.py"],
+    ["bench_prefix.py"],
+    ["bench_demo.py"],
+]
+if "--all" in sys.argv:
+    RUNS.append(["bench_grading_attack.py"])
+for script, *args in RUNS:
+    print(f"== {script} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(here / script), *args], check=True)
