@@ -2,11 +2,11 @@
 
 Usage: python bench/bench_grading.py [--n 2000]
 
-The baseline grades as per-item scripts do (the paper authors' grader among them): each item's last
-`\boxed{}` is compared by math-verify in a fresh child process with a 10 s deadline. Children are
-forked from a parent that has already imported everything, two at a time (one per core), so the
-baseline pays only the fork and the per-item work. Ours: the persistent worker pool, with answers that match as
-strings settled in the parent. Both compute the same verdicts, which is asserted. Prints one JSON
+The baseline grades as per-item scripts do (the paper authors' grader among them): each item is
+judged in a fresh child process with a 10 s deadline. Children are forked, two at a time (one per
+core), from a parent that has already imported everything, so the baseline pays only the fork and the
+per-item work; they apply our grader's rules (a string match settles an item before math-verify), so
+both sides compute the same verdicts, which is asserted. Ours: the persistent worker pool. Prints one JSON
 object and writes it to bench/results/grading.json.
 """
 
@@ -21,7 +21,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from intrain.grading import CORRECT, NO_ANSWER, PARSE_ERROR, Grader, _compare, extract_boxed
+from intrain.grading import (
+    CORRECT,
+    MAX_ANSWER_CHARS,
+    NO_ANSWER,
+    PARSE_ERROR,
+    Grader,
+    _compare,
+    _same_string,
+    extract_boxed,
+)
 
 WORKERS = 2
 
@@ -50,11 +59,20 @@ def synthetic_item(rng: random.Random) -> tuple[str, str]:
 
 
 def _child(conn, gold: str, completion: str) -> None:
+    """One item's verdict, decided as Grader.grade decides it (same shortcuts), in this process."""
     answer = extract_boxed(completion)
     try:
-        conn.send(NO_ANSWER if answer is None else _compare(gold, answer))
+        if answer is None:
+            reason = NO_ANSWER
+        elif _same_string(gold, answer):
+            reason = CORRECT
+        elif len(answer) > MAX_ANSWER_CHARS:
+            reason = PARSE_ERROR
+        else:
+            reason = _compare(gold, answer)
     except Exception:
-        conn.send(PARSE_ERROR)
+        reason = PARSE_ERROR
+    conn.send(reason)
 
 
 def one_process_per_item(item: tuple[str, str]) -> str:

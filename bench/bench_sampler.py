@@ -40,6 +40,7 @@ def main() -> None:
 
     cfg = load_config("demo")
     engine = HFGenerator.load(cfg.model.path, device="cpu", adapter=cfg.model.adapter, batch_size=48)
+    engine.share_prefix = False  # both paths prefill every row: only the sampling differs
     problems, _ = load_problems(cfg.data.eval)
     requests = [Request(messages=user_message(cfg.data.prompt_template, p.problem), n=4) for p in problems]
     sampling = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, max_tokens=args.max_tokens, seed=0)
@@ -59,17 +60,18 @@ def main() -> None:
             width = max(map(len, batch))
             ids = torch.tensor([[engine.pad_token_id] * (width - len(r)) + r for r in batch])
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch])
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=True,
-                temperature=0.7,
-                top_p=0.8,
-                top_k=20,
-                max_new_tokens=args.max_tokens,
-                eos_token_id=engine.eos_token_ids,
-                pad_token_id=engine.pad_token_id,
-            )
+            with engine._clean_generation_config():  # no checkpoint sampling defaults, as in the engine
+                out = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    do_sample=True,
+                    temperature=0.7,
+                    top_p=0.8,
+                    top_k=20,
+                    max_new_tokens=args.max_tokens,
+                    eos_token_id=engine.eos_token_ids,
+                    pad_token_id=engine.pad_token_id,
+                )
             new = out[:, width:]
             ended = torch.isin(new, torch.tensor(engine.eos_token_ids))
             # Tokens up to and including the first end of sequence, as the engine counts them.
