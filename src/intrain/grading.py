@@ -392,8 +392,11 @@ def _worker_main(conn: Connection, memory_bytes: int | None) -> None:
             reason, retire = PARSE_ERROR, True
         except Exception:
             reason = PARSE_ERROR
-        if retire_above is not None and (_mapped_bytes() or 0) > retire_above:
-            retire = True
+        if retire_above is not None:
+            try:
+                retire = retire or (_mapped_bytes() or 0) > retire_above
+            except MemoryError:  # too close to the cap even to read /proc: retire, do not die
+                retire = True
         conn.send((reason, retire))
         if retire:
             return
