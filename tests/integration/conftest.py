@@ -13,6 +13,12 @@ ANSWERS = {p.problem: p.answer for p in TRAIN}
 class ScriptedProposerAndContinuer:
     """Delegates plain sampling to the real engine; scripts proposer replies and continuations."""
 
+    # What every proposer request gets back (subclasses script other interventions).
+    proposal = (
+        'Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
+        'First compute the first operation.", "location": 1}\n</intervention>'
+    )
+
     def __init__(self, inner):
         self.inner = inner
         self.tokenizer = inner.tokenizer
@@ -30,10 +36,7 @@ class ScriptedProposerAndContinuer:
                 good = sorted(ANSWERS).index(problem) % 2 == 0
                 text = f"so the result is \\boxed{{{ANSWERS[problem] if good else '-1'}}}"
             else:
-                text = (
-                    'Checking each substep.\n<intervention>\n{"content": "Wait, let me redo this step carefully.\\n'
-                    'First compute the first operation.", "location": 1}\n</intervention>'
-                )
+                text = self.proposal
             out.append(
                 [
                     Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)

@@ -18,9 +18,9 @@ import markupsafe
 import pytest
 from tiny_configs import write_config
 
+from conftest import ScriptedProposerAndContinuer
 from intrain.cli import main
 from intrain.data.arithmetic import generate_arithmetic
-from intrain.engines.base import Completion
 from intrain.report.build import build_report
 
 HOSTILE = "<script>document.title='pwned'</script> & <img src=x onerror=\"document.title='pwned'\"> redo it"
@@ -28,28 +28,10 @@ ANSWERS = {p.problem: p.answer for p in generate_arithmetic(4, seed=11)}  # writ
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-class HostileProposer:
-    """The real tiny engine for plain sampling; scripted proposer replies (HOSTILE as the intervention)
-    and continuations (correct for every other problem, so the filter keeps some and drops some)."""
+class HostileProposer(ScriptedProposerAndContinuer):
+    """The integration proposer with HOSTILE as its intervention."""
 
-    def __init__(self, inner):
-        self.inner = inner
-        self.tokenizer = inner.tokenizer
-
-    def generate(self, requests, sampling, on_progress=None):
-        if not any(r.continue_final or "Student Attempt" in r.messages[-1]["content"] for r in requests):
-            return self.inner.generate(requests, sampling, on_progress)
-        out = []
-        for r in requests:
-            if r.continue_final:
-                problem = next(p for p in ANSWERS if p in r.messages[0]["content"])
-                good = sorted(ANSWERS).index(problem) % 2 == 0
-                text = f"so the result is \\boxed{{{ANSWERS[problem] if good else '-1'}}}"
-            else:
-                text = "<intervention>" + json.dumps({"content": HOSTILE, "location": 1}) + "</intervention>"
-            completion = Completion(text=text, token_ids=[1, 2], finish_reason="stop", logprobs=None, prompt_tokens=3)
-            out.append([completion] * r.n)
-        return out
+    proposal = "<intervention>" + json.dumps({"content": HOSTILE, "location": 1}) + "</intervention>"
 
 
 @pytest.fixture(scope="module")
