@@ -14,7 +14,7 @@ stage's schema.
 
 Where kills land: the first kill of a stage at a random moment of its set-up (config, upstream
 reads, model load, grading pool, first unit), the others at a random moment of the work after the
-run's own first new shard or checkpoint, within the reference's time for the units still to do.
+run's own first new shard or checkpoint: inside a randomly picked unit still to do.
 So kills land inside shards, between them, inside training steps and checkpoint saves, and in a
 stage's closing work (saving the model, the manifest, pruning), not only at checkpoint boundaries.
 A kill that comes after the run finished ends its chain; chains repeat until three kills have
@@ -376,22 +376,18 @@ def run_and_kill(
 
     `setup`: a moment before the reference had its first unit on disk (config, upstream reads, model
     load, grading pool, the first shard or steps). Otherwise a moment in the work after this run's own
-    first new unit, within the reference's time for the units still to do plus one (the closing work:
-    reading shards back, saving the model, the manifest, pruning). Anchoring on the run's own
-    progress rather than on its start matters: set-up time varies by seconds on a shared machine,
-    far more than a tiny stage's shards or steps take.
+    first new unit: `u` picks one of the units still to do, and a moment inside it, as a fraction of
+    the time this run's previous unit took. The last unit to do includes the closing work (reading
+    shards back, saving the model, the manifest, pruning). Anchoring on the run's own progress rather
+    than on clock estimates matters: set-up time varies by seconds on a shared machine, and one tiny
+    shard can take several times as long as the next (generation lengths differ), far more than a
+    reference's average per unit could absorb.
     """
     pid = server.start(argv, log, spec.parity)
     if setup:
         ended = server.wait(pid, timeout=(0.05 + 0.95 * u) * ref.first_unit_s)
     else:
-        before = units_done(spec, stage_dir)
-        started = time.monotonic()
-        while (ended := server.wait(pid, timeout=0.02)) is None and units_done(spec, stage_dir) <= before:
-            assert time.monotonic() - started < RUN_TIMEOUT_S, f"{spec.name}: a re-run makes no progress"
-        if ended is None:
-            left = ref.units - units_done(spec, stage_dir) + 1
-            ended = server.wait(pid, timeout=u * left * ref.per_unit_s)
+        ended = kill_moment_in_work(server, pid, spec, ref, stage_dir, u)
     if ended is not None:
         return pid, ended
     with contextlib.suppress(ProcessLookupError):  # it may have exited since the wait
@@ -400,6 +396,34 @@ def run_and_kill(
     assert ended is not None, f"{spec.name}: pid {pid} survived SIGKILL"
     assert ended.exit in (0, -signal.SIGKILL), tail(log)
     return pid, None if ended.exit == -signal.SIGKILL else ended
+
+
+def kill_moment_in_work(
+    server: ForkServer, pid: int, spec: Spec, ref: Reference, stage_dir: Path, u: float
+) -> Ended | None:
+    """Wait, while run `pid` works, until the moment `u` picks (see run_and_kill); returns how the run
+    ended if it finished first."""
+    step = ref.first_units if spec.training else 1  # units one shard or checkpoint adds
+    changes = [(time.monotonic(), units_done(spec, stage_dir))]  # when the units on disk last grew
+
+    def wait_for_units(target: int) -> Ended | None:
+        while (ended := server.wait(pid, timeout=0.01)) is None and changes[-1][1] < target:
+            assert time.monotonic() - changes[0][0] < RUN_TIMEOUT_S, f"{spec.name}: a re-run makes no progress"
+            if (done := units_done(spec, stage_dir)) > changes[-1][1]:
+                changes.append((time.monotonic(), done))
+        return ended
+
+    if (ended := wait_for_units(changes[0][1] + 1)) is not None:
+        return ended
+    anchor = changes[-1][1]
+    slots = max(1, (ref.units - anchor + step - 1) // step)  # units still to do, the closing work in the last
+    pick = u * slots
+    if (ended := wait_for_units(anchor + int(pick) * step)) is not None:
+        return ended
+    # The previous unit's time; the anchor's own includes this run's set-up, so the reference's
+    # average stands in for it.
+    previous = changes[-1][0] - changes[-2][0] if len(changes) > 2 else ref.per_unit_s * step
+    return server.wait(pid, timeout=(pick - int(pick)) * previous)
 
 
 # ----------------------------------------------------------------------------- checks after a kill
