@@ -420,6 +420,9 @@ class WarmupConfig(Section):
     policy_samples: int = Field(4, ge=1, description="Attempts per policy problem.")
     heldout_fraction: float = Field(0.2, gt=0, lt=1, description="Problems held out to measure proposer skill.")
     proposal_max_tokens: int = Field(96, ge=8, description="Proposal length when measuring skill.")
+    learning_curve: bool = Field(
+        True, description="Also measure skill at every checkpoint (train.save_steps): skill vs training examples."
+    )
     seed: int = Field(7, description="Seeds problem generation (keep it apart from data seeds).")
     train: SFTConfig = Field(
         default_factory=lambda: SFTConfig(

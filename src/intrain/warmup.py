@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from intrain.data import Problem
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.engines.base import Generator, Request, SamplingParams
 from intrain.grading import Grader
-from intrain.interventions import leaks_answer, parse_intervention
+from intrain.interventions import leaks_answer, parse_intervention, quote_substeps
 from intrain.progress import console
 from intrain.prompts import load_template, verify_prompt
 from intrain.stages.common import RunContext, generate_graded, user_message
@@ -46,6 +47,7 @@ class Example:
     location: int  # true first wrong substep (1-based)
     intervention: str  # replacement step, never containing the final answer
     origin: str  # "synthetic" | "policy"
+    quote: str | None  # text of the wrong substep that points at it alone (None: none does)
 
 
 def family_problems(n: int, seed: int, source: SourceConfig, id_prefix: str, exclude: set[str]) -> list[Problem]:
@@ -68,7 +70,8 @@ def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
     for problem in problems:
         attempt, location, intervention = make_faulty_attempt(problem, rng)
         intervention = with_plan(intervention, problem.reference_solution, problem.answer)
-        examples.append(Example(problem, attempt, location, intervention, "synthetic"))
+        quote = error_quote([s.text for s in split_substeps(attempt, "\n\n")], location)
+        examples.append(Example(problem, attempt, location, intervention, "synthetic", quote))
     return examples
 
 
@@ -106,8 +109,26 @@ def policy_examples(
                 ).content
             if intervention:
                 intervention = with_plan(intervention, problem.reference_solution, problem.answer)
-                examples.append(Example(problem, text, location, intervention, "policy"))
+                quote = error_quote([s.text for s in steps], location)
+                examples.append(Example(problem, text, location, intervention, "policy", quote))
     return examples
+
+
+_BOX_RE = re.compile(r"\\boxed\{[^{}]*\}")
+
+
+def error_quote(steps: list[str], location: int) -> str | None:
+    """What the proposer is taught to quote to point at substep `location`: the first of its texts
+    that no other substep contains, in order of how plainly each shows the slip (a false equation,
+    any equation, the box, its first line). Small models find the false equation but miscount
+    substeps; the parser maps a quote back to its substep (`quote_substeps`), so copying it is enough."""
+    step = steps[location - 1]
+    equations = find_equations(step)
+    false = [eq for eq in equations if evaluate_expression(eq.lhs) != evaluate_expression(eq.rhs)]
+    candidates = [step[eq.start : eq.end] for eq in false + equations]
+    candidates += [m.group() for m in _BOX_RE.finditer(step)]
+    candidates += step.strip().splitlines()[:1]
+    return next((c for c in candidates if quote_substeps(c, steps) == [location]), None)
 
 
 def corrected_step(step_text: str, answer: str) -> str | None:
@@ -146,11 +167,11 @@ def with_plan(step: str, reference_solution: str, answer: str) -> str:
 
 
 def target_text(example: Example) -> str:
-    return (
-        "<intervention>"
-        + json.dumps({"content": example.intervention, "location": example.location}, ensure_ascii=False)
-        + "</intervention>"
-    )
+    """The proposal the warm-up teaches: quote the slip first (copying is what a small model does
+    well), then its substep, then the replacement step written with both in view."""
+    fields: dict[str, Any] = {"quote": example.quote} if example.quote else {}
+    fields |= {"location": example.location, "content": example.intervention}
+    return "<intervention>" + json.dumps(fields, ensure_ascii=False) + "</intervention>"
 
 
 def proposer_messages(example: Example, template, tokenizer, max_prompt_tokens: int, separator: str):
@@ -312,15 +333,28 @@ def run(ctx: RunContext) -> dict[str, Any]:
     ctx.release_generators()
 
     t0 = time.time()
-    result = train_sft(rows, cfg.model, wcfg.train, cfg.model.path, None, work, merge_lora=False)
+    keep = 1_000_000 if wcfg.learning_curve else 0  # every checkpoint is a point of the curve
+    result = train_sft(rows, cfg.model, wcfg.train, cfg.model.path, None, work, merge_lora=False, keep_checkpoints=keep)
     timings["train_s"] = time.time() - t0
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _replace_dir(Path(result["path"]), out_dir)
 
     t0 = time.time()
-    warmed = ctx.generator(cfg.model, cfg.model.path, adapter=str(out_dir))
-    after = evaluate_proposer(warmed, heldout, template, cfg.propose.max_prompt_tokens, sep, proposal_sampling)
+    measure = lambda adapter: evaluate_proposer(  # noqa: E731
+        ctx.generator(cfg.model, cfg.model.path, adapter=adapter),
+        heldout,
+        template,
+        cfg.propose.max_prompt_tokens,
+        sep,
+        proposal_sampling,
+    )
+    after = measure(str(out_dir))
     timings["eval_after_s"] = time.time() - t0
+    t0 = time.time()
+    batch = wcfg.train.effective_batch_size
+    curve = learning_curve(work / "checkpoints", measure, batch, result["steps"]) if keep else []
+    curve.append(curve_point(result["steps"], batch, after))
+    timings["learning_curve_s"] = time.time() - t0
     # The warm-up must not wreck solving: the same held-out eval before and after.
     from intrain.stages import evaluate
 
@@ -338,6 +372,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
         "training": result,
         "proposer_before": before,
         "proposer_after": after,
+        "learning_curve": curve,
         "solve": solve,
         "timings": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -345,6 +380,28 @@ def run(ctx: RunContext) -> dict[str, Any]:
     atomic_write_json(out_dir / "warmup_report.json", {k: v for k, v in report.items() if k != "adapter"})
     atomic_write_text(out_dir / "README.md", model_card(report, cfg))
     return report
+
+
+def curve_point(step: int, batch: int, skill: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "step": step,
+        "examples_seen": step * batch,
+        "parse_rate": skill["parse_rate"],
+        "location_accuracy": skill["location_accuracy"],
+        "by_origin": skill["by_origin"],
+    }
+
+
+def learning_curve(checkpoints: Path, measure, batch: int, final_step: int) -> list[dict[str, Any]]:
+    """Held-out skill of each intermediate checkpoint's adapter, in step order (the final model's
+    point is the caller's)."""
+    steps = sorted(
+        int(p.name.removeprefix("checkpoint-"))
+        for p in checkpoints.glob("checkpoint-*")
+        if (p / "adapter_config.json").exists() and p.name.removeprefix("checkpoint-").isdigit()
+    )
+    intermediate = [step for step in steps if step < final_step]
+    return [curve_point(step, batch, measure(str(checkpoints / f"checkpoint-{step}"))) for step in intermediate]
 
 
 def model_card(report: dict[str, Any], cfg: Config) -> str:
@@ -364,6 +421,17 @@ def model_card(report: dict[str, Any], cfg: Config) -> str:
     def solving(block: dict[str, Any]) -> str:
         ks = sorted(int(k.split("@")[1]) for k in block if k.startswith("pass@"))
         return ", ".join(f"pass@{k} {block[f'pass@{k}']:.3f}" for k in ks) + f" ({block['samples']} samples)"
+
+    def curve_rows() -> str:
+        def loc(point: dict[str, Any], origin: str) -> str:
+            block = point["by_origin"].get(origin)
+            return f"{block['location_accuracy']:.2f}" if block else "-"
+
+        return "\n".join(
+            f"| {p['step']} | {p['examples_seen']} | {p['parse_rate']:.2f} | {p['location_accuracy']:.2f} "
+            f"| {loc(p, 'synthetic')} | {loc(p, 'policy')} |"
+            for p in report["learning_curve"]
+        )
 
     losses = f"{report['training']['first_loss']:.3f} -> {report['training']['last_loss']:.3f}"
     lora_text = (
@@ -395,7 +463,8 @@ self-proposer (`configs/demo.yaml`: `model.adapter`). Base weights: the Q4_1 GGU
   {report["policy_examples"]} of the base policy's own failed rollouts ({w.policy_problems} problems x
   {w.policy_samples} samples) whose first error the family's ground truth (`intrain.truth`) locates;
   {w.heldout_fraction:.0%} of the problems held out;
-- targets: the true location and the corrected step plus a sketch of the remaining operations;
+- targets: a quote of the slip (the false equation where there is one), the true location, and the
+  corrected step plus a sketch of the remaining operations;
 - {w.solution_examples} problem -> reference-solution rows for the family's `\\boxed{{}}` answer format;
 - {report["train_rows"]} rows, {lora_text}, learning rate {t.learning_rate}, {t.epochs} epochs,
   effective batch {t.effective_batch_size}, {report["training"]["steps"]} optimizer steps
@@ -410,6 +479,12 @@ Proposer skill on the held-out attempts, parse rate / exact first-error location
 |---|---|
 | before | {skill(before)} |
 | after | {skill(after)} |
+
+Learning curve on the same held-out attempts (a point per checkpoint):
+
+| step | training examples seen | parse rate | location accuracy | synthetic location | policy location |
+|---|---|---|---|---|---|
+{curve_rows()}
 
 Solving the demo's held-out problems (`eval` section of the config): before {solving(solve["pre-warmup"])};
 after {solving(solve["post-warmup"])}.

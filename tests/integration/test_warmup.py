@@ -6,9 +6,9 @@ from tiny_configs import write_config
 
 from intrain.cli import main
 from intrain.data.arithmetic import generate_arithmetic
-from intrain.interventions import leaks_answer, parse_intervention
+from intrain.interventions import leaks_answer, parse_intervention, quote_substeps
 from intrain.truth.arithmetic import first_wrong_substep
-from intrain.warmup import corrected_step, synthetic_examples, target_text, with_plan
+from intrain.warmup import corrected_step, error_quote, synthetic_examples, target_text, with_plan
 
 
 def test_synthetic_targets_parse_back_to_the_true_location():
@@ -18,6 +18,23 @@ def test_synthetic_targets_parse_back_to_the_true_location():
         parsed = parse_intervention(target_text(ex), len(steps))
         assert (parsed.status, parsed.location, parsed.content) == ("ok", ex.location, ex.intervention)
         assert not leaks_answer(ex.intervention, ex.problem.answer)
+        # The quote alone points at the slip: the parser resolves it to the true substep and nothing else.
+        assert ex.quote is not None and quote_substeps(ex.quote, steps) == [ex.location]
+        quoted = parse_intervention(
+            target_text(ex).replace(f'"location": {ex.location}', '"location": 1'), len(steps), steps
+        )
+        assert (quoted.status, quoted.location, quoted.location_from) == ("ok", ex.location, "quote")
+
+
+def test_error_quote_prefers_the_false_equation_and_needs_a_text_no_other_substep_holds():
+    steps = ["Tom has 3 + 4 = 7 apples.", "Then 7 * 2 = 15 and 15 - 1 = 14.", "So \\boxed{14}."]
+    assert error_quote(steps, 2) == "7 * 2 = 15"
+    # A true equation on the wrong operands: the equation itself.
+    assert error_quote(["First 3 + 4 = 7.", "Then 7 + 2 = 9.", "\\boxed{9}"], 2) == "7 + 2 = 9"
+    # A wrong box after consistent work: the box.
+    assert error_quote(["First 3 + 4 = 7.", "So the answer is \\boxed{8}."], 2) == "\\boxed{8}"
+    # Nothing in it that no other substep holds: no quote (the target states the location alone).
+    assert error_quote(["Then 2 + 2 = 4.", "Then 2 + 2 = 4."], 2) is None
 
 
 def test_policy_examples_keep_wrong_operand_slips_with_the_reference_step():
@@ -98,6 +115,7 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
                 "per_device_batch_size": 2,
                 "max_length": 2048,
                 "lora": {"r": 4, "alpha": 8},
+                "save_steps": 1,
             },
         },
     )
@@ -116,3 +134,10 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert set(report["solve"]) == {"pre-warmup", "post-warmup"}
     for key in ("proposer_before", "proposer_after"):
         assert 0 <= report[key]["parse_rate"] <= 1 and report[key]["n"] == report["heldout"]
+    # The learning curve: a point per checkpoint (save_steps 1: every step), the final adapter last.
+    curve = report["learning_curve"]
+    steps = report["training"]["steps"]
+    assert [p["step"] for p in curve] == list(range(1, steps + 1)) and steps > 1
+    assert [p["examples_seen"] for p in curve] == [4 * s for s in range(1, steps + 1)]
+    assert curve[-1]["location_accuracy"] == report["proposer_after"]["location_accuracy"]
+    assert f"| {steps} | {4 * steps} | " in card
