@@ -1,12 +1,14 @@
-"""transformers ``generate`` as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
+"""A transformers causal LM as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
 
 Requests are expanded to ``n`` sequences each, sorted by prompt length (so a batch wastes little
-padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache. Rows of a
-batch with the same prompt (the ``n`` samples of a request, or identical requests) are prefilled
-once and continue from copies of that KV cache (``HFGenerator.share_prefix``). The sampling chain is
-built here rather than taken from the model's ``generation_config``, so a checkpoint's defaults
-(``top_k=20``, ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole
-story. The same call (same requests, same params, same seed) returns the same outputs.
+padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache, by our own
+loop (:mod:`intrain.engines.hf_decode`), from which finished rows leave, or on CUDA by ``generate``
+with a compiled static cache. Rows of a batch with the same prompt (the ``n`` samples of a request,
+or identical requests) are prefilled once and continue from copies of that KV cache
+(``HFGenerator.share_prefix``). The sampling chain is built here rather than taken from the model's
+``generation_config``, so a checkpoint's defaults (``top_k=20``, ``repetition_penalty`` ...) never
+leak into a run: ``SamplingParams`` is the whole story. The same call (same requests, same params,
+same seed) returns the same outputs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from transformers import (
 )
 
 from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids
+from intrain.engines.hf_decode import DecodedRow, decode_rows, draw
 
 
 class HFGenerator:
@@ -36,7 +39,7 @@ class HFGenerator:
 
     ``share_prefix`` (default on): rows of one batch whose prompts are identical share one prefill.
     With sampling, all but the prompt's last token run through the model once per distinct prompt,
-    the KV cache is copied to every row that has that prompt, and ``generate`` continues from it (it
+    the KV cache is copied to every row that has that prompt, and decoding continues from it (it
     only feeds the last prompt token). Greedy rows with identical prompts would decode identically, so
     each distinct prompt is decoded once and its completion copied. Off, every row is prefilled (and
     decoded) on its own, as before; the switch exists to measure the difference
@@ -199,10 +202,11 @@ class HFGenerator:
         sampling: SamplingParams,
         shared: tuple[list[int], list[int]] | None = None,
     ) -> list[Completion]:
-        """One ``generate`` call over left-padded rows.
+        """Decode left-padded rows: our loop over a dynamic cache, from which finished rows leave
+        (`hf_decode`), or with a static cache `generate`'s compiled one.
 
         ``shared = (distinct, rows)``: prefill each distinct prompt once (row ``distinct[u]`` stands for
-        prompt ``u``; row ``i`` has prompt ``rows[i]``) and start ``generate`` from the copied cache.
+        prompt ``u``; row ``i`` has prompt ``rows[i]``) and decode from the copied cache.
         """
         device = self.device
         width = max(len(p) for p in batch_prompts)
@@ -213,65 +217,26 @@ class HFGenerator:
                 input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
                 attention_mask[i, width - len(p) :] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        cache = self._prefill_shared(input_ids, attention_mask, *shared) if shared is not None else None
-
-        processors = LogitsProcessorList()
-        capture: _LogprobCapture | _Sampler | None = None
-        if sampling.greedy:
-            capture = _LogprobCapture() if sampling.logprobs else None
-            if capture is not None:
-                processors.append(capture)
+        if self.static_cache and shared is None:
+            decoded = self._decode_static(input_ids, attention_mask, sampling)
         else:
-            # Our sampler draws the token and leaves only it finite; `generate` then runs greedy and
-            # takes it (see _Sampler for why).
-            capture = _Sampler(sampling.temperature, sampling.top_k, sampling.top_p)
-            processors.append(capture)
-        stopper = _StopStrings(self.tokenizer, sampling.stop, width) if sampling.stop else None
-        criteria = StoppingCriteriaList([stopper] if stopper is not None else [])
-
-        gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=sampling.max_tokens,
-            do_sample=False,
-            num_beams=1,
-            eos_token_id=self.eos_token_ids,
-            pad_token_id=self.pad_token_id,
-            use_cache=True,
-        )
-        if self.static_cache and cache is None:
-            gen_kwargs["cache_implementation"] = "static"
-        config = GenerationConfig(**gen_kwargs)
-        gen_extra: dict[str, Any] = {}
-        if cache is not None:
-            # The full rows go in: `generate` sees the cache holds all but the last column and feeds
-            # only that column (positions and mask still come from the full rows).
-            gen_extra["cache"] = cache
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=config,
-            logits_processor=processors,
-            stopping_criteria=criteria,
-            **gen_extra,
-        )
-        if not torch.is_tensor(out):  # a ModelOutput when return_dict_in_generate sneaks in
-            out = out.sequences
-        generated = out[:, width:]
-        token_logprobs = capture.finish(out, width) if capture is not None and sampling.logprobs else None
-
-        gen_list = generated.tolist()
-        lp_list = token_logprobs.tolist() if token_logprobs is not None else None
-        eos = set(self.eos_token_ids)
+            cache = self._prefill_shared(input_ids, attention_mask, *shared) if shared is not None else None
+            stopped = _stop_check(self.tokenizer, sampling.stop) if sampling.stop else None
+            decoded = decode_rows(
+                self.model,
+                input_ids,
+                attention_mask,
+                sampling,
+                self.eos_token_ids,
+                self.pad_token_id,
+                stopped=stopped,
+                cache=cache,
+            )
         completions = []
-        for i, ids in enumerate(gen_list):
-            end, finish, ended_on_eos = len(ids), "length", False
-            for k, t in enumerate(ids):
-                if t in eos:
-                    end, finish, ended_on_eos = k + 1, "stop", True
-                    break
-            if stopper is not None and 0 < stopper.done_at[i] <= end and (stopper.done_at[i] < end or not ended_on_eos):
-                end, finish, ended_on_eos = stopper.done_at[i], "stop", False
-            ids = ids[:end]
-            text = self.tokenizer.decode(ids[:-1] if ended_on_eos else ids, skip_special_tokens=True)
+        for row, prompt in zip(decoded, batch_prompts):
+            ids = row.token_ids
+            text = self.tokenizer.decode(ids[:-1] if row.ended_on_eos else ids, skip_special_tokens=True)
+            finish = row.finish_reason
             if sampling.stop:
                 cut = _first_stop(text, sampling.stop)
                 if cut is not None:
@@ -281,11 +246,62 @@ class HFGenerator:
                     text=text,
                     token_ids=[int(t) for t in ids],
                     finish_reason=finish,
-                    logprobs=[float(x) for x in lp_list[i][:end]] if lp_list is not None else None,
-                    prompt_tokens=len(batch_prompts[i]),
+                    logprobs=row.logprobs,
+                    prompt_tokens=len(prompt),
                 )
             )
         return completions
+
+    def _decode_static(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingParams
+    ) -> list[DecodedRow]:
+        """One ``generate`` call with a static KV cache (compiled on CUDA); rows stay to the end."""
+        width = input_ids.shape[1]
+        processors = LogitsProcessorList()
+        capture: _LogprobCapture | _Sampler | None = None
+        if sampling.greedy:
+            capture = _LogprobCapture() if sampling.logprobs else None
+            if capture is not None:
+                processors.append(capture)
+        else:
+            # Our sampler draws the token and leaves only it finite; `generate` then runs greedy and
+            # takes it (see _Sampler for why).
+            capture = _Sampler(sampling)
+            processors.append(capture)
+        stopper = _StopStrings(self.tokenizer, sampling.stop, width) if sampling.stop else None
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            use_cache=True,
+            cache_implementation="static",
+        )
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            logits_processor=processors,
+            stopping_criteria=StoppingCriteriaList([stopper] if stopper is not None else []),
+        )
+        if not torch.is_tensor(out):  # a ModelOutput when return_dict_in_generate sneaks in
+            out = out.sequences
+        token_logprobs = capture.finish(out, width) if capture is not None and sampling.logprobs else None
+        lp_list = token_logprobs.tolist() if token_logprobs is not None else None
+        eos = set(self.eos_token_ids)
+        decoded = []
+        for i, ids in enumerate(out[:, width:].tolist()):
+            end, finish, ended_on_eos = len(ids), "length", False
+            for k, t in enumerate(ids):
+                if t in eos:
+                    end, finish, ended_on_eos = k + 1, "stop", True
+                    break
+            if stopper is not None and 0 < stopper.done_at[i] <= end and (stopper.done_at[i] < end or not ended_on_eos):
+                end, finish, ended_on_eos = stopper.done_at[i], "stop", False
+            logprobs = [float(x) for x in lp_list[i][:end]] if lp_list is not None else None
+            decoded.append(DecodedRow(ids[:end], logprobs, ended_on_eos, finish))
+        return decoded
 
     def _prefill_shared(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, distinct: list[int], rows: list[int]
@@ -344,51 +360,42 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def _stop_window(stops: Sequence[str]) -> int:
+    """Tokens to decode to be sure of holding any stop string, whatever the bytes per token."""
+    return 4 * max(len(s.encode("utf-8")) for s in stops) + 8
+
+
+def _stop_check(tokenizer: Any, stops: Sequence[str]):
+    """Does a row's generated text hold a stop string? Only its last few tokens are decoded, so the
+    cost does not grow with the completion's length."""
+    window = _stop_window(stops)
+
+    def stopped(ids: list[int]) -> bool:
+        tail = tokenizer.decode(ids[-window:], skip_special_tokens=True)
+        return any(s in tail for s in stops)
+
+    return stopped
+
+
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(hits) if hits else None
 
 
 class _Sampler(LogitsProcessor):
-    """Draws each row's next token from the temperature / top-k / top-p distribution and returns
-    scores where only that token is finite, so that greedy `generate` takes it.
+    """`draw` as a logits processor for `generate` (the static-cache path): returns scores where only
+    the drawn token is finite, so that greedy `generate` takes it, and records its log-probability."""
 
-    transformers samples with `torch.multinomial` over the whole vocabulary after sorting all of it
-    for top-p; on a CPU with SmolLM2's 49k vocabulary those two took a fifth of an eval's time. Here
-    `topk` cuts the candidates first (a full sort only when top-p runs without top-k), top-p keeps the
-    most likely candidates until their mass reaches top_p (transformers' rule: a candidate stays when
-    the mass before it is below top_p), and one uniform draw per row picks by inverse CDF. It also
-    records the log-probability of each drawn token under that distribution (`finish`).
-    """
-
-    def __init__(self, temperature: float, top_k: int, top_p: float) -> None:
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+    def __init__(self, sampling: SamplingParams) -> None:
+        self.sampling = sampling
         self.values: list[torch.Tensor] = []
 
     def __call__(self, input_ids, scores):
-        logits = scores.float()
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        vocab = logits.shape[-1]
-        candidates: torch.Tensor | None = None  # None: every token, in vocabulary order
-        if 0 < self.top_k < vocab:
-            logits, candidates = logits.topk(self.top_k, dim=-1)
-        elif self.top_p < 1.0:
-            logits, candidates = logits.sort(dim=-1, descending=True)
-        probs = torch.softmax(logits, dim=-1)
-        if self.top_p < 1.0:  # candidates are sorted by probability here
-            mass_before = probs.cumsum(-1) - probs
-            probs = probs.masked_fill(mass_before >= self.top_p, 0.0)
-            probs = probs / probs.sum(-1, keepdim=True)
-        cdf = probs.cumsum(-1)
-        u = torch.rand((cdf.shape[0], 1), device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
-        pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
-        # Never land on a zero-probability slot (u at the very end of a row's mass, rounding).
-        pick = torch.where(probs.gather(-1, pick) > 0, pick, probs.argmax(-1, keepdim=True))
-        self.values.append(probs.gather(-1, pick).squeeze(1).log())
-        token = pick if candidates is None else candidates.gather(-1, pick)
+        u = torch.rand((scores.shape[0], 1), device=scores.device, dtype=torch.float32)
+        token, logprob = draw(scores, self.sampling, u)
+        self.values.append(logprob)
         chosen = torch.full_like(scores, -torch.inf)
-        return chosen.scatter_(-1, token, 0.0)
+        return chosen.scatter_(-1, token[:, None], 0.0)
 
     def finish(self, sequences, prompt_width: int):
         if not self.values:
@@ -435,7 +442,7 @@ class _StopStrings(StoppingCriteria):
         self.tokenizer = tokenizer
         self.stops = tuple(stops)
         self.prompt_width = prompt_width
-        self.window = 4 * max(len(s.encode("utf-8")) for s in self.stops) + 8
+        self.window = _stop_window(self.stops)
         self.done_at: list[int] = []
 
     def __call__(self, input_ids, scores, **kwargs):

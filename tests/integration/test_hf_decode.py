@@ -1,0 +1,107 @@
+"""The HF engine's decode loop (``intrain.engines.hf_decode``): rows that finished leave the batch and
+its KV cache, and the outputs are those of a batch that keeps every row to the end."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from intrain.engines import Request, SamplingParams, hf_decode
+from intrain.engines.hf import HFGenerator
+
+
+def chat(text: str, n: int = 1) -> Request:
+    return Request(messages=[{"role": "user", "content": text}], n=n)
+
+
+class Probe:
+    """Makes EOS likely (rows of a random model then end at scattered steps) and records the shape of
+    every input that reaches the embedding layer."""
+
+    def __init__(self, gen: HFGenerator, boost: float):
+        self.shapes: list[tuple[int, int]] = []
+        eos = gen.eos_token_ids
+
+        def more_eos(module, args, output):
+            output.logits[..., eos] += boost
+            return output
+
+        self.handles = [
+            gen.model.get_input_embeddings().register_forward_hook(
+                lambda m, a, o: self.shapes.append(tuple(a[0].shape))
+            ),
+            gen.model.register_forward_hook(more_eos),
+        ]
+
+    def decode_rows(self) -> list[int]:
+        """Rows fed at each one-token step."""
+        return [rows for rows, columns in self.shapes if columns == 1]
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def run(gen: HFGenerator, requests, sampling, boost: float):
+    probe = Probe(gen, boost)
+    try:
+        return gen.generate(requests, sampling), probe.decode_rows()
+    finally:
+        probe.remove()
+
+
+@pytest.fixture()
+def gen(tiny_model_dir):
+    return HFGenerator.load(tiny_model_dir, device="cpu", dtype="float32", batch_size=16)
+
+
+SHARED = [chat(f"What is {i} + {2 * i}? Put the answer in a box.", n=4) for i in range(3)] + [
+    Request(prompt=f"{i} + {i} =", n=2) for i in range(2)
+]
+DISTINCT = [chat(f"What is {i} * {i + 3}?") for i in range(16)]  # greedy decodes equal prompts once
+# (sampling, EOS boost that spreads a random model's lengths over the budget, requests: 16 rows)
+CASES = {
+    "sampled": (SamplingParams(temperature=1.0, max_tokens=24, seed=7, logprobs=True), 3.0, SHARED),
+    "top-k-p-stop": (
+        SamplingParams(temperature=0.7, top_k=20, top_p=0.9, max_tokens=24, seed=8, logprobs=True, stop=("\n", "1")),
+        0.5,
+        SHARED,
+    ),
+    "greedy": (SamplingParams(temperature=0, max_tokens=24, seed=0, logprobs=True), 1.0, DISTINCT),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_finished_rows_leave_the_batch_and_the_outputs_stay(gen, case, monkeypatch):
+    sampling, boost, requests = CASES[case]
+    dropping, fed = run(gen, requests, sampling, boost)
+    monkeypatch.setattr(hf_decode, "DROP_SHARE", 2.0)  # finished rows never reach twice the live ones
+    keeping, fed_keeping = run(gen, requests, sampling, boost)
+
+    rows = [c for o in dropping for c in o]
+    assert len(rows) == 16
+    assert len({len(c.token_ids) for c in rows}) >= 3 and "stop" in {c.finish_reason for c in rows}
+    for a, b in zip((c for o in dropping for c in o), (c for o in keeping for c in o)):
+        assert (a.token_ids, a.text, a.finish_reason, a.prompt_tokens) == (
+            b.token_ids,
+            b.text,
+            b.finish_reason,
+            b.prompt_tokens,
+        )
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+        assert a.logprobs is not None and len(a.logprobs) == len(a.token_ids)
+
+    # Kept: every row runs to the longest one. Dropped: the batch shrinks, never grows, and does
+    # the same steps with fewer row-steps.
+    assert len(set(fed_keeping)) == 1
+    assert fed == sorted(fed, reverse=True) and fed[-1] < fed[0] == fed_keeping[0]
+    assert len(fed) == len(fed_keeping) and sum(fed) < sum(fed_keeping)
+
+
+def test_a_row_leaves_once_a_quarter_of_the_batch_is_done(gen, monkeypatch):
+    """The batch drops finished rows only once they are DROP_SHARE of it: a drop copies the cache."""
+    _, fed = run(gen, [chat("Count to ten.", n=16)], CASES["sampled"][0], boost=3.0)
+    assert fed[-1] < fed[0]
+    for before, after in itertools.pairwise(fed):
+        assert after == before or before - after >= hf_decode.DROP_SHARE * before
