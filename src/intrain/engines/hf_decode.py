@@ -37,7 +37,8 @@ class DecodedRow:
 def draw(logits: torch.Tensor, sampling: SamplingParams, u: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's next token and its log-probability under the distribution it was drawn from.
 
-    Greedy: the argmax, under the model's distribution. Sampled: temperature, then top-k (the
+    Greedy: the argmax, under the model's distribution (zeros unless `sampling.logprobs`).
+    Sampled: temperature, then top-k (the
     candidates are cut first; a full sort only when top-p runs without top-k), then top-p
     (transformers' rule: a candidate stays while the mass before it is below top_p), then the
     uniform ``u`` (rows, 1) picks by inverse CDF. transformers' own chain (``torch.multinomial`` over
@@ -46,6 +47,8 @@ def draw(logits: torch.Tensor, sampling: SamplingParams, u: torch.Tensor | None)
     logits = logits.float()
     if sampling.greedy or u is None:
         token = logits.argmax(-1, keepdim=True)
+        if not sampling.logprobs:  # a full-vocabulary log_softmax per step that nothing would read
+            return token.squeeze(1), torch.zeros(token.shape[0], device=token.device)
         return token.squeeze(1), torch.log_softmax(logits, -1).gather(-1, token).squeeze(1)
     if sampling.temperature != 1.0:
         logits = logits / sampling.temperature
