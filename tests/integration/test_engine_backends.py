@@ -135,7 +135,7 @@ def test_hf_shapes_order_and_n(tiny_generator):
             assert c.logprobs is None
     assert sum(s for s, _ in progress) == 7
     assert sum(t for _, t in progress) == sum(len(c.token_ids) for o in out for c in o)
-    assert len(progress) == 2  # batch_size 4 -> 7 sequences in 2 batches
+    assert len(progress) == 7  # reported as each sequence ends
     # n samples of one request are sampled independently
     assert len({tuple(c.token_ids) for c in out[2]}) > 1
 

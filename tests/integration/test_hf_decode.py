@@ -1,5 +1,6 @@
 """The HF engine's decode loop (``intrain.engines.hf_decode``): rows that finished leave the batch and
-its KV cache, and the outputs are those of a batch that keeps every row to the end."""
+its KV cache, waiting rows take their places, and the outputs are those of a batch that keeps every
+row to the end, at any batch size."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ def run(gen: HFGenerator, requests, sampling, boost: float):
         return gen.generate(requests, sampling), probe.decode_rows()
     finally:
         probe.remove()
+
+
+class Fed(Probe):
+    """All (rows, columns) fed, prefills included."""
+
+    def all(self) -> list[tuple[int, int]]:
+        return list(self.shapes)
 
 
 @pytest.fixture()
@@ -105,3 +113,60 @@ def test_a_row_leaves_once_a_quarter_of_the_batch_is_done(gen, monkeypatch):
     assert fed[-1] < fed[0]
     for before, after in itertools.pairwise(fed):
         assert after == before or before - after >= hf_decode.DROP_SHARE * before
+
+
+# 24 distinct prompts of different lengths, and sampled rows of a few shared ones: more rows than a batch.
+STREAM = [chat("What is " + " + ".join(str(k) for k in range(i % 7 + 2)) + "?") for i in range(24)] + [
+    Request(prompt=f"{i} * {i} =", n=3) for i in range(4)
+]
+
+
+@pytest.mark.parametrize(
+    ("sampling", "boost"),
+    [
+        (SamplingParams(temperature=1.0, max_tokens=20, seed=5, logprobs=True), 2.0),
+        (SamplingParams(temperature=0, max_tokens=20, seed=0, logprobs=True), 1.0),
+    ],
+    ids=["sampled", "greedy"],
+)
+def test_waiting_rows_join_the_batch_and_the_outputs_do_not_depend_on_batch_size(gen, sampling, boost):
+    """Rows enter the batch as others leave, their caches joined to the batch's (left-padded to a
+    common width); each sampled row draws from its own stream, so any batch size gives the same
+    completions (logprobs up to float rounding)."""
+    small = HFGenerator(gen.model, gen.tokenizer, batch_size=4)
+    probe = Fed(small, boost=boost)
+    try:
+        streamed = small.generate(STREAM, sampling)
+        fed = probe.all()
+    finally:
+        probe.remove()
+    whole, _ = run(HFGenerator(gen.model, gen.tokenizer, batch_size=64), STREAM, sampling, boost=boost)
+
+    rows = [c for o in streamed for c in o]
+    assert len(rows) == 36 and len({len(c.token_ids) for c in rows}) >= 3
+    for a, b in zip(rows, (c for o in whole for c in o)):
+        assert (a.token_ids, a.text, a.finish_reason, a.prompt_tokens) == (
+            b.token_ids,
+            b.text,
+            b.finish_reason,
+            b.prompt_tokens,
+        )
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    # Never more than 4 rows in a step; some prefill ran while other rows were mid-decode (the step
+    # after it feeds more rows than it prefilled).
+    decode_steps = [r for r, c in fed if c == 1]
+    assert max(decode_steps) <= 4
+    joins = [(r, nxt) for (r, c), (nxt, c2) in itertools.pairwise(fed) if c > 1 and c2 == 1 and nxt > r]
+    assert joins
+
+
+def test_sampled_rows_of_one_prompt_differ_and_repeat_for_a_seed(gen):
+    """Each (request, sample) has its own stream: the samples of a request differ from one another,
+    and a request's samples are the same whether it comes alone or after other requests."""
+    sp = SamplingParams(temperature=1.0, max_tokens=12, seed=3)
+    alone = gen.generate([chat("Name three colours.", n=4)], sp)
+    again = gen.generate([chat("Name three colours.", n=4)], sp)
+    assert alone == again
+    assert len({tuple(c.token_ids) for c in alone[0]}) > 1
+    with_others = gen.generate([chat("Name three colours.", n=4), chat("Name a fruit.", n=4)], sp)
+    assert [c.token_ids for c in with_others[0]] == [c.token_ids for c in alone[0]]

@@ -111,7 +111,7 @@ class Generator(Protocol):
     ) -> list[list[Completion]]:
         """One list of ``request.n`` completions per request, in input order.
 
-        ``on_progress(new_sequences_done, new_tokens_generated)`` is called after each batch.
+        ``on_progress(new_sequences_done, new_tokens_generated)`` is called as sequences finish.
         """
         ...
 

@@ -1,14 +1,16 @@
 """A transformers causal LM as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
 
-Requests are expanded to ``n`` sequences each, sorted by prompt length (so a batch wastes little
-padding), left-padded and decoded ``batch_size`` sequences at a time with the KV cache, by our own
-loop (:mod:`intrain.engines.hf_decode`), from which finished rows leave, or on CUDA by ``generate``
-with a compiled static cache. Rows of a batch with the same prompt (the ``n`` samples of a request,
-or identical requests) are prefilled once and continue from copies of that KV cache
-(``HFGenerator.share_prefix``). The sampling chain is built here rather than taken from the model's
-``generation_config``, so a checkpoint's defaults (``top_k=20``, ``repetition_penalty`` ...) never
-leak into a run: ``SamplingParams`` is the whole story. The same call (same requests, same params,
-same seed) returns the same outputs.
+Requests are expanded to ``n`` sequences each and sorted by prompt length (so rows that decode
+together waste little padding). On the dynamic-cache path (CPU, and CUDA without static cache) all
+of them go through one decode stream (:mod:`intrain.engines.hf_decode`) with up to ``batch_size``
+rows in flight: finished rows leave, waiting rows enter, and rows entering together with the same
+prompt (the ``n`` samples of a request, or identical requests) prefill it once
+(``HFGenerator.share_prefix``). Each sampled sequence draws from its own random stream, seeded from
+the call's seed, its request's position and its sample index. On CUDA, fixed batches go through
+``generate`` with a compiled static cache. The sampling chain is built here rather than taken from
+the model's ``generation_config``, so a checkpoint's defaults (``top_k=20``,
+``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole story. The same
+call (same requests, same params, same seed) returns the same outputs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    DynamicCache,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -28,8 +29,8 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids
-from intrain.engines.hf_decode import DecodedRow, decode_rows, draw
+from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, derive_seed, render_ids
+from intrain.engines.hf_decode import DecodedRow, decode_stream, draw
 
 
 class HFGenerator:
@@ -37,21 +38,22 @@ class HFGenerator:
 
     ``chat_template_kwargs`` (optional) are passed to the chat template, e.g. ``{"enable_thinking": False}``.
 
-    ``share_prefix`` (default on): rows of one batch whose prompts are identical share one prefill.
-    With sampling, all but the prompt's last token run through the model once per distinct prompt,
-    the KV cache is copied to every row that has that prompt, and decoding continues from it (it
-    only feeds the last prompt token). Greedy rows with identical prompts would decode identically, so
-    each distinct prompt is decoded once and its completion copied. Off, every row is prefilled (and
-    decoded) on its own, as before; the switch exists to measure the difference
-    (``bench/bench_prefix.py``). Either way the random stream is consumed by the same sampling steps
-    on the same rows, so the samples agree unless float rounding (the prompt's last token now runs
-    as a one-token step) moves a draw across a boundary; log-probabilities agree to ~1e-6.
+    ``share_prefix`` (default on): rows entering the decode stream together with identical prompts
+    share one prefill. With sampling, all but the prompt's last token run through the model once per
+    distinct prompt, the KV cache is copied to every row that has that prompt, and decoding continues
+    from it (it only feeds the last prompt token). Greedy rows with identical prompts would decode
+    identically, so each distinct prompt is decoded once and its completion copied. Off, every row is
+    prefilled (and decoded) on its own; the switch exists to measure the difference
+    (``bench/bench_prefix.py``). Either way each row draws from its own stream, so the samples agree
+    unless float rounding (the prompt's last token now runs as a one-token step) moves a draw across
+    a boundary; log-probabilities agree to ~1e-6.
 
     ``static_cache`` (``load``'s default: on when the model is on CUDA): decode with a preallocated
     static KV cache, which transformers compiles (CUDA graphs) on a GPU, where a small model's decode
     step is bound by per-kernel launch overhead rather than by the GPU. Sampled rows then skip the
     shared prefill (it builds a dynamic cache): on a GPU, prefill is cheap next to the decode steps the
-    compilation saves. The first batch of each new shape pays the compilation.
+    compilation saves. The first batch of each new shape pays the compilation. Sampled rows there draw
+    from one stream for the whole call, so their samples depend on the batch layout.
     """
 
     def __init__(
@@ -141,17 +143,17 @@ class HFGenerator:
             if devices:
                 with torch.cuda.device(device):
                     torch.cuda.manual_seed(sampling.seed)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                batch_prompts = [prompts[seqs[k][0]] for k in chunk]
-                completions = self._generate_batch(batch_prompts, sampling)
-                new_tokens = 0
-                for k, comp in zip(chunk, completions):
-                    ri, j = seqs[k]
-                    results[ri][j] = comp
-                    new_tokens += len(comp.token_ids)
-                if on_progress is not None:
-                    on_progress(len(chunk), new_tokens)
+            if self.static_cache:
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start : start + self.batch_size]
+                    completions = self._static_batch([prompts[seqs[k][0]] for k in chunk], sampling)
+                    for k, comp in zip(chunk, completions):
+                        ri, j = seqs[k]
+                        results[ri][j] = comp
+                    if on_progress is not None:
+                        on_progress(len(chunk), sum(len(c.token_ids) for c in completions))
+            else:
+                self._stream(prompts, seqs, order, sampling, results, on_progress)
         return [list(r) for r in results]  # type: ignore[arg-type]
 
     # -- internals ---------------------------------------------------------------------------
@@ -176,81 +178,84 @@ class HFGenerator:
         finally:
             self.model.generation_config = original
 
-    def _generate_batch(self, batch_prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
-        # rows[i]: which distinct prompt row i has; distinct[u]: the first row with prompt u.
-        index: dict[tuple[int, ...], int] = {}
-        rows: list[int] = []
-        distinct: list[int] = []
-        for i, p in enumerate(batch_prompts):
-            u = index.setdefault(tuple(p), len(index))
-            if u == len(distinct):
-                distinct.append(i)
-            rows.append(u)
-        if not self.share_prefix or len(distinct) == len(batch_prompts):
-            return self._decode(batch_prompts, sampling)
-        if sampling.greedy:
-            # Greedy decoding is a function of the prompt alone: decode each distinct prompt once.
-            once = self._decode([batch_prompts[k] for k in distinct], sampling)
-            return [_copy(once[u]) for u in rows]
-        if self.static_cache:
-            return self._decode(batch_prompts, sampling)
-        return self._decode(batch_prompts, sampling, shared=(distinct, rows))
-
-    def _decode(
+    def _stream(
         self,
-        batch_prompts: list[list[int]],
+        prompts: list[list[int]],
+        seqs: list[tuple[int, int]],
+        order: list[int],
         sampling: SamplingParams,
-        shared: tuple[list[int], list[int]] | None = None,
-    ) -> list[Completion]:
-        """Decode left-padded rows: our loop over a dynamic cache, from which finished rows leave
-        (`hf_decode`), or with a static cache `generate`'s compiled one.
+        results: list[list[Completion | None]],
+        on_progress: ProgressFn | None,
+    ) -> None:
+        """Decode every sequence through one stream (`hf_decode.decode_stream`), in ``order``.
 
-        ``shared = (distinct, rows)``: prefill each distinct prompt once (row ``distinct[u]`` stands for
-        prompt ``u``; row ``i`` has prompt ``rows[i]``) and decode from the copied cache.
+        Greedy decoding is a function of the prompt alone: with ``share_prefix`` each distinct prompt
+        is decoded once and its completion copied. A sampled sequence (request ``ri``, sample ``j``)
+        draws from its own stream, seeded from the call's seed, ``ri`` and ``j``.
         """
-        device = self.device
-        width = max(len(p) for p in batch_prompts)
-        input_ids = torch.full((len(batch_prompts), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch_prompts), width), dtype=torch.long)
-        for i, p in enumerate(batch_prompts):  # left padding
-            if p:
-                input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-                attention_mask[i, width - len(p) :] = 1
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        if self.static_cache and shared is None:
-            decoded = self._decode_static(input_ids, attention_mask, sampling)
+        if sampling.greedy and self.share_prefix:
+            by_prompt: dict[tuple[int, ...], list[int]] = {}
+            for k in order:
+                by_prompt.setdefault(tuple(prompts[seqs[k][0]]), []).append(k)
+            groups = list(by_prompt.values())
         else:
-            cache = self._prefill_shared(input_ids, attention_mask, *shared) if shared is not None else None
-            stopped = _stop_check(self.tokenizer, sampling.stop) if sampling.stop else None
-            decoded = decode_rows(
-                self.model,
-                input_ids,
-                attention_mask,
-                sampling,
-                self.eos_token_ids,
-                self.pad_token_id,
-                stopped=stopped,
-                cache=cache,
-            )
-        completions = []
-        for row, prompt in zip(decoded, batch_prompts):
-            ids = row.token_ids
-            text = self.tokenizer.decode(ids[:-1] if row.ended_on_eos else ids, skip_special_tokens=True)
-            finish = row.finish_reason
-            if sampling.stop:
-                cut = _first_stop(text, sampling.stop)
-                if cut is not None:
-                    text, finish = text[:cut], "stop"
-            completions.append(
-                Completion(
-                    text=text,
-                    token_ids=[int(t) for t in ids],
-                    finish_reason=finish,
-                    logprobs=row.logprobs,
-                    prompt_tokens=len(prompt),
-                )
-            )
-        return completions
+            groups = [[k] for k in order]
+        rows = [prompts[seqs[g[0]][0]] for g in groups]
+        streams = None
+        if not sampling.greedy:
+            streams = [derive_seed(derive_seed(sampling.seed, seqs[g[0]][0]), seqs[g[0]][1]) for g in groups]
+        decoded = decode_stream(
+            self.model,
+            rows,
+            sampling,
+            self.eos_token_ids,
+            self.pad_token_id,
+            self.batch_size,
+            streams=streams,
+            share_prefix=self.share_prefix,
+            stopped=_stop_check(self.tokenizer, sampling.stop) if sampling.stop else None,
+        )
+        for u, row in decoded:
+            completion = self._completion(row, len(rows[u]), sampling)
+            for i, k in enumerate(groups[u]):
+                ri, j = seqs[k]
+                results[ri][j] = completion if i == 0 else _copy(completion)
+            if on_progress is not None:
+                on_progress(len(groups[u]), len(row.token_ids) * len(groups[u]))
+
+    def _static_batch(self, batch_prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        """One batch through `generate` with a static cache; greedy rows with the same prompt decoded once."""
+        index: dict[tuple[int, ...], int] = {}
+        rows = [index.setdefault(tuple(p), len(index)) for p in batch_prompts]
+        distinct = [batch_prompts[rows.index(u)] for u in range(len(index))]
+        if not (sampling.greedy and self.share_prefix):
+            distinct, rows = batch_prompts, list(range(len(batch_prompts)))
+        device = self.device
+        width = max(len(p) for p in distinct)
+        input_ids = torch.full((len(distinct), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(distinct), width), dtype=torch.long)
+        for i, p in enumerate(distinct):  # left padding
+            input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attention_mask[i, width - len(p) :] = 1
+        decoded = self._decode_static(input_ids.to(device), attention_mask.to(device), sampling)
+        once = [self._completion(row, len(p), sampling) for row, p in zip(decoded, distinct)]
+        return [once[u] if rows.index(u) == i else _copy(once[u]) for i, u in enumerate(rows)]
+
+    def _completion(self, row: DecodedRow, prompt_tokens: int, sampling: SamplingParams) -> Completion:
+        ids = row.token_ids
+        text = self.tokenizer.decode(ids[:-1] if row.ended_on_eos else ids, skip_special_tokens=True)
+        finish = row.finish_reason
+        if sampling.stop:
+            cut = _first_stop(text, sampling.stop)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+        return Completion(
+            text=text,
+            token_ids=[int(t) for t in ids],
+            finish_reason=finish,
+            logprobs=row.logprobs,
+            prompt_tokens=prompt_tokens,
+        )
 
     def _decode_static(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sampling: SamplingParams
@@ -302,45 +307,6 @@ class HFGenerator:
             logprobs = [float(x) for x in lp_list[i][:end]] if lp_list is not None else None
             decoded.append(DecodedRow(ids[:end], logprobs, ended_on_eos, finish))
         return decoded
-
-    def _prefill_shared(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, distinct: list[int], rows: list[int]
-    ) -> DynamicCache | None:
-        """The KV cache of every row's prompt but its last column, computing each distinct prompt once.
-
-        The distinct rows' columns ``[0, width - 1)`` go through the model body (no LM head: nothing
-        reads these logits) with the position ids and mask ``generate`` would build from the same
-        left-padded rows, then the cache rows are copied out to all rows. ``None`` (prefill every row
-        as usual) when there is nothing to share or the model's cache can't be continued this way.
-        """
-        width = input_ids.shape[1]
-        if width < 2:
-            return None  # one-token prompts: the last column is all there is
-        cache = DynamicCache(config=self.model.config)
-        if any(cache.is_linear):
-            # Linear-attention (SSM) states can't be continued from a given column by `generate`.
-            return None
-        # As `generate` derives them: count real tokens; padding gets position 0.
-        position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-        pick = torch.tensor(distinct, device=input_ids.device)
-        mask = attention_mask[pick, :-1]
-        # The decoder without its LM head (a causal LM's `model`). A model with no separate body is
-        # called whole, keeping one position's logits.
-        body = self.model.base_model
-        head_kwargs = {"logits_to_keep": 1} if body is self.model else {}
-        body(
-            input_ids=input_ids[pick, :-1],
-            # An all-ones mask is dropped, as `generate` does for an unpadded batch (same attention path).
-            attention_mask=None if bool(mask.all()) else mask,
-            position_ids=position_ids[pick, :-1],
-            cache=cache,
-            use_cache=True,
-            **head_kwargs,
-        )
-        # Each row takes its prompt's cache (an index copy per layer); `generate` then feeds each row
-        # only its last prompt token.
-        cache.batch_select_indices(torch.tensor(rows, device=input_ids.device))
-        return cache
 
 
 def _copy(c: Completion) -> Completion:

@@ -1,28 +1,39 @@
-"""The HF engine's decode loop over a dynamic KV cache, from which finished rows leave.
+"""The HF engine's decode loop: a stream of rows over a KV cache that grows in place, from which
+finished rows leave and into which waiting rows enter.
 
-``generate`` keeps every row of a batch until the last one ends, feeding finished rows padding. With
-sampled lengths from a few tokens to ``max_tokens``, a batch runs as long as its longest row, and on a
-CPU a finished row's step costs what a live one's does: in the demo's eval about half of the
-row-steps went to finished rows. Here finished rows are dropped from the batch and its KV cache once
-they make up a quarter of it (a drop copies the cache, so not after every row).
+``generate`` decodes a fixed batch until its longest row ends. With sampled lengths from a few tokens
+to ``max_tokens``, the tail of every batch runs with a handful of rows, and on a CPU a step of 8 rows
+costs two thirds of a step of 48. Here the engine hands over all its rows at once (sorted by prompt
+length); the loop keeps up to ``batch_size`` of them in flight. Once finished rows are a quarter of
+the batch they leave it (a drop copies the cache, so not after every row), and waiting rows take
+their places: their prompts are prefilled on their own (each distinct prompt once), then their
+caches join the batch's, aligned on the right, and the next step runs old and new rows together.
 
-Each step draws one uniform per row of the batch as it started, whichever rows are left, so a row's
-draws do not depend on when the others finish: the samples are the ones ``generate`` with the
-engine's sampler draws from the same stream, up to float rounding in a smaller batch.
+The cache of a full-attention layer lives in a buffer with room to grow (``_GrowingLayer``): a step
+writes its column in place, where transformers' ``DynamicLayer`` concatenates, copying the whole
+cache at every step (a fifth of a decode step at batch 48 on a CPU).
+
+Sampled rows draw from their own random streams (``streams``: one seed per row), one uniform per
+token, so a row's sample does not depend on which rows share its batch, when it entered, or when the
+others finish: the same prompt and seed give the same sample at any batch size, up to float rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from intrain.engines.base import SamplingParams
 
-# Drop finished rows once they are at least this share of the rows still in the batch.
+# Drop finished rows once they are at least this share of the rows in the batch; admit waiting rows
+# once at least this share of the batch's slots is free.
 DROP_SHARE = 0.25
 
 
@@ -72,76 +83,263 @@ def draw(logits: torch.Tensor, sampling: SamplingParams, u: torch.Tensor | None)
     return token.squeeze(1), logprob
 
 
-def decode_rows(
+class _GrowingLayer(DynamicLayer):
+    """A full-attention layer's keys and values in a buffer with ``room`` spare columns: a step writes
+    its column in place and the layer's ``keys``/``values`` are views of the columns in use."""
+
+    def __init__(self, room: int):
+        super().__init__()
+        self.room = room
+        self.length = 0
+
+    def set(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Hold these keys and values (rows, heads, columns, dim) in a fresh buffer."""
+        self.length = keys.shape[-2]
+        shape = (*keys.shape[:-2], self.length + self.room, keys.shape[-1])
+        self.key_buffer, self.value_buffer = keys.new_empty(shape), values.new_empty(shape)
+        self.key_buffer[..., : self.length, :] = keys
+        self.value_buffer[..., : self.length, :] = values
+        self.device, self.is_initialized = keys.device, True
+        self._view()
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.set(key_states, value_states)
+            return self.keys, self.values
+        end = self.length + key_states.shape[-2]
+        if end > self.key_buffer.shape[-2]:
+            self.room = max(self.room, self.length)  # out of room: double
+            self.set(*self.columns())
+        self.key_buffer[..., self.length : end, :] = key_states
+        self.value_buffer[..., self.length : end, :] = value_states
+        self.length = end
+        self._view()
+        return self.keys, self.values
+
+    def _view(self) -> None:
+        self.keys, self.values = self.columns()
+
+    def columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values in use (views of the buffers)."""
+        return self.key_buffer[..., : self.length, :], self.value_buffer[..., : self.length, :]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            keys, values = self.columns()
+            self.set(keys[indices], values[indices])
+
+    def reset(self) -> None:
+        self.length = 0
+        super().reset()
+
+
+def new_cache(model: Any, room: int) -> DynamicCache:
+    """A cache for ``model`` whose full-attention layers grow in place (the others as transformers has them)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [_GrowingLayer(room) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+def _growing(cache: DynamicCache) -> bool:
+    return all(isinstance(layer, _GrowingLayer) for layer in cache.layers)
+
+
+@dataclass
+class _Batch:
+    """The rows in flight: their cache (``mask`` covers its columns), what the next step feeds them
+    (``feed``/``feed_mask``/``feed_positions``, one column after the first step) and their uniforms."""
+
+    rows: list[int]  # the prompt index of each row
+    finished: list[bool]
+    cache: DynamicCache
+    mask: torch.Tensor  # (rows, cache columns)
+    feed: torch.Tensor  # (rows, columns fed next)
+    feed_mask: torch.Tensor
+    feed_positions: torch.Tensor
+    uniforms: torch.Tensor | None  # (rows, max_tokens): row r's k-th token is drawn with uniforms[r, k]
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.feed = self.mask[index], self.feed[index]
+        self.feed_mask, self.feed_positions = self.feed_mask[index], self.feed_positions[index]
+        if self.uniforms is not None:
+            self.uniforms = self.uniforms[index]
+        self.rows, self.finished = [self.rows[b] for b in keep], [self.finished[b] for b in keep]
+
+
+def decode_stream(
     model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
+    prompts: Sequence[Sequence[int]],
     sampling: SamplingParams,
     eos_token_ids: Sequence[int],
     pad_token_id: int,
+    batch_size: int,
+    streams: Sequence[int] | None = None,
+    share_prefix: bool = True,
     stopped: Callable[[list[int]], bool] | None = None,
-    cache: DynamicCache | None = None,
-) -> list[DecodedRow]:
-    """Decode left-padded rows until each ends (EOS, ``stopped(ids)`` true, or ``max_tokens``).
+) -> Iterator[tuple[int, DecodedRow]]:
+    """Decode every prompt, admitted in the order given, yielding ``(prompt index, row)`` as each row
+    ends (EOS, ``stopped(ids)`` true, or ``max_tokens``).
 
-    ``cache``: the KV cache of every column but the last (a shared prefill); None prefills all.
+    ``streams``: the seed of each prompt's random stream (sampled decoding needs them).
+    ``share_prefix``: rows that enter together with the same prompt prefill it once (all but its last
+    token, which the first step feeds) and continue from copies of that cache.
     """
-    rows, device = input_ids.shape[0], input_ids.device
-    positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    if cache is None:
-        cache = DynamicCache(config=model.config)
-        feed, feed_positions = input_ids, positions
-    else:
-        feed, feed_positions = input_ids[:, -1:], positions[:, -1:]
-    # Linear-attention (SSM) layers keep a state per row that an index copy may not carry over.
-    can_drop = not any(getattr(cache, "is_linear", ()))
-    next_position = positions[:, -1] + 1
-    mask = attention_mask
-    live = list(range(rows))  # the original row of each row still in the batch
-    finished = [False] * rows  # per row still in the batch
-    out = [DecodedRow([], [] if sampling.logprobs else None, False, "length") for _ in range(rows)]
+    if not sampling.greedy and (streams is None or len(streams) != len(prompts)):
+        raise ValueError("sampled decoding needs one stream seed per prompt")
+    device = next(model.parameters()).device
     eos = set(int(t) for t in eos_token_ids)
-    for _ in range(sampling.max_tokens):
+    pending = deque(range(len(prompts)))
+    out: dict[int, DecodedRow] = {}
+    batch: _Batch | None = None
+    while pending or batch is not None:
+        free = batch_size - (0 if batch is None else len(batch.rows) - sum(batch.finished))
+        if pending and (batch is None or (_growing(batch.cache) and free >= DROP_SHARE * batch_size)):
+            entering = [pending.popleft() for _ in range(min(free, len(pending)))]
+            batch = _admit(model, batch, entering, prompts, sampling, streams, pad_token_id, share_prefix, device)
+            for row in entering:
+                out[row] = DecodedRow([], [] if sampling.logprobs else None, False, "length")
+        assert batch is not None
+        batch.mask = torch.cat([batch.mask, batch.feed_mask], dim=1)
         logits = model(
-            input_ids=feed,
-            attention_mask=mask,
-            position_ids=feed_positions,
-            cache=cache,
+            input_ids=batch.feed,
+            attention_mask=batch.mask,
+            position_ids=batch.feed_positions,
+            cache=batch.cache,
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1, :]
         u = None
-        if not sampling.greedy:
-            u = torch.rand((rows, 1), device=device, dtype=torch.float32)[live]
+        if batch.uniforms is not None:
+            drawn = torch.tensor([min(len(out[r].token_ids), sampling.max_tokens - 1) for r in batch.rows])
+            u = batch.uniforms.gather(1, drawn[:, None].to(batch.uniforms.device))
         token, logprob = draw(logits, sampling, u)
         tokens = token.tolist()
         logprobs = logprob.tolist() if sampling.logprobs else None
-        for b, row in enumerate(live):
-            if finished[b]:
+        for b, row in enumerate(batch.rows):
+            if batch.finished[b]:
                 continue
             decoded = out[row]
             decoded.token_ids.append(tokens[b])
             if decoded.logprobs is not None and logprobs is not None:
                 decoded.logprobs.append(logprobs[b])
             if tokens[b] in eos:
-                decoded.ended_on_eos, decoded.finish_reason, finished[b] = True, "stop", True
+                decoded.ended_on_eos, decoded.finish_reason = True, "stop"
             elif stopped is not None and stopped(decoded.token_ids):
-                decoded.finish_reason, finished[b] = "stop", True
-            elif len(decoded.token_ids) == sampling.max_tokens:
-                finished[b] = True
-        if all(finished):
-            break
-        done = sum(finished)
-        if can_drop and done and done >= DROP_SHARE * len(live):
-            keep = [b for b, f in enumerate(finished) if not f]
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            mask, token, next_position = mask[index], token[index], next_position[index]
-            live, finished = [live[b] for b in keep], [False] * len(keep)
+                decoded.finish_reason = "stop"
+            elif len(decoded.token_ids) < sampling.max_tokens:
+                continue
+            batch.finished[b] = True
+            yield row, decoded
         # Rows that finished but stay in the batch are fed padding; nothing reads their outputs.
-        still = torch.tensor([not f for f in finished], device=device)
-        feed = torch.where(still, token, torch.full_like(token, pad_token_id))[:, None]
-        feed_positions = next_position[:, None]
-        next_position = next_position + 1
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-    return out
+        still = torch.tensor([not f for f in batch.finished], device=device)
+        batch.feed = torch.where(still, token, torch.full_like(token, pad_token_id))[:, None]
+        batch.feed_positions = batch.feed_positions[:, -1:] + 1
+        batch.feed_mask = batch.mask.new_ones((len(batch.rows), 1))
+        done = sum(batch.finished)
+        if done == len(batch.rows):
+            batch = None
+        elif done and done >= DROP_SHARE * len(batch.rows) and _growing(batch.cache):
+            batch.select([b for b, f in enumerate(batch.finished) if not f])
+
+
+def _admit(
+    model: Any,
+    batch: _Batch | None,
+    entering: list[int],
+    prompts: Sequence[Sequence[int]],
+    sampling: SamplingParams,
+    streams: Sequence[int] | None,
+    pad_token_id: int,
+    share_prefix: bool,
+    device: Any,
+) -> _Batch:
+    """The batch with ``entering`` rows added: their prompts prefilled but the last token (each
+    distinct prompt once when ``share_prefix``), their caches joined to the batch's on the right."""
+    width = max(len(prompts[r]) for r in entering)
+    ids = torch.full((len(entering), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(entering), width), dtype=torch.long)
+    for i, r in enumerate(entering):  # left padding
+        ids[i, width - len(prompts[r]) :] = torch.tensor(list(prompts[r]), dtype=torch.long)
+        mask[i, width - len(prompts[r]) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
+    uniforms = None
+    if not sampling.greedy:
+        assert streams is not None
+        uniforms = torch.stack(
+            [torch.rand(sampling.max_tokens, generator=torch.Generator().manual_seed(streams[r])) for r in entering]
+        ).to(device)
+    distinct: dict[tuple[int, ...], int] = {}
+    which = [distinct.setdefault(tuple(prompts[r]), len(distinct)) for r in entering]
+    cache = new_cache(model, room=sampling.max_tokens + 1)
+    # Linear-attention (SSM) or sliding-window layers: their states are not copied between rows here.
+    shared = share_prefix and len(distinct) < len(entering) and _growing(cache)
+    if batch is None and (not shared or width < 2):
+        # A batch of its own with nothing to share: the first step is the whole prefill.
+        return _Batch(list(entering), [False] * len(entering), cache, mask[:, :0], ids, mask, positions, uniforms)
+    if width >= 2:
+        firsts = [which.index(u) for u in range(len(distinct))] if shared else list(range(len(entering)))
+        pick = torch.tensor(firsts, device=device)
+        prefix_mask = mask[pick, :-1]
+        body = model.base_model  # no LM head: nothing reads these logits
+        head_kwargs = {"logits_to_keep": 1} if body is model else {}
+        body(
+            input_ids=ids[pick, :-1],
+            # An all-ones mask is dropped, as `generate` does for an unpadded batch (same attention path).
+            attention_mask=None if bool(prefix_mask.all()) else prefix_mask,
+            position_ids=positions[pick, :-1],
+            cache=cache,
+            use_cache=True,
+            **head_kwargs,
+        )
+        if shared:
+            cache.batch_select_indices(torch.tensor(which, device=device))
+    entered = _Batch(
+        list(entering),
+        [False] * len(entering),
+        cache,
+        mask[:, :-1],
+        ids[:, -1:],
+        mask[:, -1:],
+        positions[:, -1:],
+        uniforms,
+    )
+    return entered if batch is None else _join(batch, entered)
+
+
+def _join(old: _Batch, new: _Batch) -> _Batch:
+    """One batch of ``old``'s unfinished rows and ``new``'s, caches aligned on the right (zero columns,
+    masked, pad the shorter) and cut of columns no row attends to."""
+    old.select([b for b, f in enumerate(old.finished) if not f])
+    width = max(old.mask.shape[1], new.mask.shape[1])
+    mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (old.mask, new.mask)])
+    used = mask.any(0).nonzero()
+    start = int(used[0]) if len(used) else width
+    for a, b in zip(old.cache.layers, new.cache.layers):
+        assert isinstance(a, _GrowingLayer) and isinstance(b, _GrowingLayer)
+        keys, values = [], []
+        old_keys, old_values = a.columns()
+        if b.is_initialized:
+            new_keys, new_values = b.columns()
+        else:  # one-token prompts: nothing was prefilled
+            new_keys = new_values = old_keys.new_zeros((len(new.rows), old_keys.shape[1], 0, old_keys.shape[-1]))
+        for k, v in ((old_keys, old_values), (new_keys, new_values)):
+            pad = (0, 0, width - k.shape[-2], 0)
+            keys.append(F.pad(k, pad)[..., start:, :])
+            values.append(F.pad(v, pad)[..., start:, :])
+        a.set(torch.cat(keys), torch.cat(values))
+    uniforms = None
+    if old.uniforms is not None and new.uniforms is not None:
+        uniforms = torch.cat([old.uniforms, new.uniforms])
+    return _Batch(
+        old.rows + new.rows,
+        [False] * (len(old.rows) + len(new.rows)),
+        old.cache,
+        mask[:, start:],
+        torch.cat([old.feed, new.feed]),
+        torch.cat([old.feed_mask, new.feed_mask]),
+        torch.cat([old.feed_positions, new.feed_positions]),
+        uniforms,
+    )
