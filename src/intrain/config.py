@@ -351,7 +351,7 @@ class RLConfig(Section):
     use_vllm: Literal["auto", "never", "always"] = Field(
         "auto",
         description="Generate rollouts with vLLM (where: `vllm_mode`): auto = when CUDA and vllm are "
-        "available; never = transformers generate.",
+        "available; never = the HF engine (one process) or transformers generate (a multi-process launch).",
     )
     vllm_gpu_memory_utilization: float = Field(
         0.3,

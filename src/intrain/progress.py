@@ -63,8 +63,9 @@ class StageProgress:
 def quiet_training_libraries() -> Iterator[None]:
     """Around our SFT and GRPO trainer calls: no `datasets` progress bars (TRL maps a few rows through
     "Tokenizing", "Truncating" and "Dropping fully masked examples" bars each call) and no FutureWarning
-    about transformers' `is_gradient_checkpointing` alias, which TRL reads every RL step. Both say nothing
-    a user can act on. Every other warning still shows; the bars' setting is restored afterwards."""
+    about transformers' `is_gradient_checkpointing` alias, which TRL reads every RL step, nor TRL's note
+    that `rollout_func` (our engine's rollouts) is experimental. None says anything a user can act on.
+    Every other warning still shows; the bars' setting is restored afterwards."""
     import datasets
 
     bars_were_on = datasets.is_progress_bar_enabled()
@@ -72,6 +73,7 @@ def quiet_training_libraries() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
+            warnings.filterwarnings("ignore", r"You are using 'rollout_func'", UserWarning)
             yield
     finally:
         if bars_were_on:

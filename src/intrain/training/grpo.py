@@ -25,6 +25,7 @@ from intrain.rewards import CorrectnessReward
 from intrain.store import append_metrics, metrics_record, metrics_trackers
 from intrain.training.args import bind_cuda_device, is_main_process, num_processes, trainer_args
 from intrain.training.checkpoints import last_complete_checkpoint
+from intrain.training.engine_rollouts import engine_rollout_func
 
 LOG_NAME = "log.jsonl"
 
@@ -51,7 +52,8 @@ _LOGGED = {
 
 def want_vllm(setting: str) -> bool:
     """vLLM generation (colocated or on a server, see `rl.vllm_mode`): 'always'; 'auto' when CUDA is there
-    and vllm imports (TRL imports it in server mode too, for the weight transfer); else HF generate."""
+    and vllm imports (TRL imports it in server mode too, for the weight transfer); else the HF engine or
+    transformers generate."""
     if setting == "always":
         return True
     if setting == "never":
@@ -91,7 +93,8 @@ def grpo_args(
     report_to: tuple[str, ...] = (),
 ):
     """The TRL GRPOConfig of the paper's recipe for `rl`; `use_vllm` generates with vLLM where
-    `rl.vllm_mode` says, else with transformers' generate; `report_to`: TRL's trackers (output.report_to)."""
+    `rl.vllm_mode` says, else with our engine (one process) or transformers' generate (a launch);
+    `report_to`: TRL's trackers (output.report_to)."""
     from trl import GRPOConfig
 
     per_device, accumulation = batch_layout(rl, world_size)
@@ -194,6 +197,8 @@ def train_grpo(
     log_path = output_dir / LOG_NAME
     if is_main_process():  # the one writer of log.jsonl (StepLog appends on rank 0 only)
         _trim_log(log_path, resumed_from)
+    # Without vLLM, a single process samples its rollouts with our engine (training/engine_rollouts.py).
+    rollout_func = engine_rollout_func(rl, model_cfg) if not vllm and num_processes() == 1 else None
     with quiet_training_libraries():
         trainer = _trainer_class()(
             model=model,
@@ -201,6 +206,7 @@ def train_grpo(
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
+            rollout_func=rollout_func,
             callbacks=[StepLog(log_path, reward), _make_metrics_log_class()(output_dir.parent, output_dir.name)],
         )
     # Resume (transformers Trainer._inner_training_loop / _run_epoch): Trainer reloads weights,
