@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _machine import machine
 
 from intrain.store import atomic_write_text
 
@@ -48,7 +49,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from intrain.data.arithmetic import generate_arithmetic
@@ -156,14 +156,7 @@ def main() -> None:
         "ours": f"{best} at batch {top['batch']}, {top[f'{best}_tok_s']} tok/s",
         "ratio": top[f"{best}_vs_loop"],
         "unit": "generated tokens/s (ours / baseline)",
-        "machine": {
-            "device": device_name,
-            "cpu_count": os.cpu_count(),
-            "arch": platform.machine(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine(device=device_name),
         "config": {
             "shape": args.shape,
             "parameters": params_count,

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import time
 from collections import Counter
 from pathlib import Path
+
+from _machine import machine
 
 from intrain.grading import (
     CORRECT,
@@ -125,12 +125,7 @@ def main() -> None:
         "ours": f"Grader with {WORKERS} persistent workers: {args.n / seconds:.1f} items/s",
         "ratio": round(baseline_s / seconds, 1),
         "unit": "items/s (ours / baseline); same verdicts on every item",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "arch": platform.machine(),
-            "python": platform.python_version(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine(),
         "config": {"n": args.n, "workers": WORKERS, "timeout_s": 10.0, "items": "synthetic mix, seed 0"},
         "seconds": round(seconds, 3),
         "baseline_seconds": round(baseline_s, 3),

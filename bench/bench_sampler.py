@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
+
+from _machine import machine
 
 from intrain.store import atomic_write_text
 
@@ -31,7 +31,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import transformers
 
     from intrain.config import load_config
     from intrain.data import load_problems
@@ -93,14 +92,7 @@ def main() -> None:
         "ours": f"engine's sampler (top-k first, inverse CDF): {best:.1f} tok/s",
         "ratio": round(best / baseline, 2),
         "unit": "generated tokens/s, mean over reps (ours / baseline)",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "arch": platform.machine(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine(),
         "config": {
             "model": "embedded:smollm2 + warm-up adapter",
             "requests": "demo eval: 24 problems x 4 samples",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import time
 from pathlib import Path
+
+from _machine import machine
 
 from intrain.store import atomic_write_text
 
@@ -37,7 +37,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import transformers
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from intrain.config import load_config
@@ -99,14 +98,7 @@ def main() -> None:
         "ours": f"padding-free batches: {ours:.1f} tok/s, {fed['padding-free']} tokens fed",
         "ratio": round(ours / baseline, 2),
         "unit": "real tokens/s of forward + backward, mean over reps (ours / baseline); same loss asserted",
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "arch": platform.machine(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        },
+        "machine": machine(),
         "config": {
             "model": "embedded:smollm2 + warm-up adapter, float32",
             "rows": f"{len(rows)} warm-up proposer rows, {real_tokens} tokens",

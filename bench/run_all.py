@@ -17,6 +17,7 @@ RUNS = [
     ["bench_engine.py", "--shape", "smollm2", "--out", str(here / "results" / "engine_cpu_smollm2.json")],
     ["bench_sampler.py"],
     ["bench_prefix.py"],
+    ["bench_decode.py"],
     ["bench_demo.py"],
 ]
 if "--all" in sys.argv:
