@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 
 from intrain.engines import Request, SamplingParams, hf_decode
 from intrain.engines.hf import HFGenerator
@@ -170,3 +171,33 @@ def test_sampled_rows_of_one_prompt_differ_and_repeat_for_a_seed(gen):
     assert len({tuple(c.token_ids) for c in alone[0]}) > 1
     with_others = gen.generate([chat("Name three colours.", n=4), chat("Name a fruit.", n=4)], sp)
     assert [c.token_ids for c in with_others[0]] == [c.token_ids for c in alone[0]]
+
+
+def test_the_split_lm_head_is_used_only_where_it_gives_the_models_logits(gen):
+    """On a CPU the engine multiplies the body's hidden state by the head's weight itself; a model whose
+    forward does more than that (here: logits doubled, as a capping or scaling model would) keeps its own."""
+    assert hf_decode._plain_head(gen.model) is True
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        expected = gen.model(input_ids=ids).logits[:, -1, :]
+        split = hf_decode._logits_step(gen.model)(ids, torch.ones_like(ids), torch.arange(4)[None], None)
+    assert torch.allclose(split, expected, atol=1e-5)
+
+    class Doubled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.base_model = inner, inner.base_model
+
+        def get_output_embeddings(self):
+            return self.inner.get_output_embeddings()
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            out.logits = out.logits * 2
+            return out
+
+    doubled = Doubled(gen.model)
+    assert hf_decode._plain_head(doubled) is False
+    with torch.inference_mode():
+        got = hf_decode._logits_step(doubled)(ids, torch.ones_like(ids), torch.arange(4)[None], None)
+    assert torch.allclose(got, 2 * expected, atol=1e-5)
