@@ -428,6 +428,10 @@ def test_vllm_engine_mapping_with_stand_in(tiny_model_dir, monkeypatch):
     assert c.token_ids == [7, 6, 2] and c.finish_reason == "stop"
     assert c.logprobs == pytest.approx([-0.1, -0.2, -0.3])
     assert c.prompt_tokens == len(prompts[1]["prompt_token_ids"])
+
+    # A request's own seed goes to vLLM as it is (vLLM seeds sample j with seed + j).
+    gen.generate([chat("a"), Request(prompt="1 + 1 =", n=2, seed=41)], sp)
+    assert [p.seed for p in llm.calls[-1][1]] == [derive_seed(7, 0), 41]
     assert progress == [(5, 15)]
 
     gen.generate([chat("b")], SamplingParams(top_k=5, max_tokens=3))

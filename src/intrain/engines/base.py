@@ -20,12 +20,17 @@ class Request:
 
     ``continue_final``: ``messages[-1]`` is an unfinished assistant message that the model continues.
     ``n``: number of samples for this request.
+    ``seed``: this request's own seed. Sample ``j`` is drawn as a one-sample request seeded ``seed + j``
+    (vLLM's rule for ``n > 1``), whatever the call's seed or the request's position, so a request
+    seeded ``s + k`` with ``n = m`` returns samples ``k .. k + m - 1`` of one seeded ``s``. None: derived
+    from the call's seed and the request's position (:func:`request_seed`).
     """
 
     messages: list[dict] | None = None
     prompt: str | None = None
     continue_final: bool = False
     n: int = 1
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
@@ -39,6 +44,8 @@ class Request:
                 raise ValueError("continue_final=True needs an assistant message last")
         if self.n < 1:
             raise ValueError(f"Request.n must be >= 1, got {self.n}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"Request.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,11 @@ def _chat_ids(tokenizer: Any, messages: list[dict], kwargs: dict) -> list[int]:
         messages, add_generation_prompt=True, tokenize=True, return_dict=False, **kwargs
     )
     return _as_ids(out)
+
+
+def request_seed(request: Request, call_seed: int, index: int) -> int:
+    """The seed a request samples with: its own, else one derived from the call's seed and its position."""
+    return request.seed if request.seed is not None else derive_seed(call_seed, index)
 
 
 def derive_seed(seed: int, index: int) -> int:

@@ -29,7 +29,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, derive_seed, render_ids
+from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids, request_seed
 from intrain.engines.hf_decode import DecodedRow, decode_stream, draw
 
 
@@ -153,7 +153,8 @@ class HFGenerator:
                     if on_progress is not None:
                         on_progress(len(chunk), sum(len(c.token_ids) for c in completions))
             else:
-                self._stream(prompts, seqs, order, sampling, results, on_progress)
+                seeds = [request_seed(r, sampling.seed, i) for i, r in enumerate(requests)]
+                self._stream(prompts, seeds, seqs, order, sampling, results, on_progress)
         return [list(r) for r in results]  # type: ignore[arg-type]
 
     # -- internals ---------------------------------------------------------------------------
@@ -181,6 +182,7 @@ class HFGenerator:
     def _stream(
         self,
         prompts: list[list[int]],
+        seeds: list[int],
         seqs: list[tuple[int, int]],
         order: list[int],
         sampling: SamplingParams,
@@ -190,8 +192,9 @@ class HFGenerator:
         """Decode every sequence through one stream (`hf_decode.decode_stream`), in ``order``.
 
         Greedy decoding is a function of the prompt alone: with ``share_prefix`` each distinct prompt
-        is decoded once and its completion copied. A sampled sequence (request ``ri``, sample ``j``)
-        draws from its own stream, seeded from the call's seed, ``ri`` and ``j``.
+        is decoded once and its completion copied. Sample ``j`` of a request draws from its own stream,
+        seeded ``request_seed + j`` (`base.request_seed`: the request's own seed or one derived from the
+        call's seed and the request's position), as vLLM seeds the ``n`` samples of a seeded request.
         """
         if sampling.greedy and self.share_prefix:
             by_prompt: dict[tuple[int, ...], list[int]] = {}
@@ -203,7 +206,7 @@ class HFGenerator:
         rows = [prompts[seqs[g[0]][0]] for g in groups]
         streams = None
         if not sampling.greedy:
-            streams = [derive_seed(derive_seed(sampling.seed, seqs[g[0]][0]), seqs[g[0]][1]) for g in groups]
+            streams = [seeds[seqs[g[0]][0]] + seqs[g[0]][1] for g in groups]
         decoded = decode_stream(
             self.model,
             rows,

