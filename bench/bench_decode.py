@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from _machine import machine
+from _workloads import demo_eval
 
 from intrain.store import atomic_write_text
 
@@ -40,15 +41,9 @@ def main() -> None:
 
     from transformers import DynamicCache
 
-    from intrain.config import load_config
-    from intrain.data import load_problems
-    from intrain.engines import HFGenerator, Request, SamplingParams, hf_decode
-    from intrain.stages.common import user_message
+    from intrain.engines import SamplingParams, hf_decode
 
-    cfg = load_config("demo")
-    engine = HFGenerator.load(cfg.model.path, device="cpu", adapter=cfg.model.adapter, batch_size=48)
-    problems, _ = load_problems(cfg.data.eval)
-    requests = [Request(messages=user_message(cfg.data.prompt_template, p.problem), n=4) for p in problems]
+    cfg, engine, requests = demo_eval()
     e = cfg.eval
     sampling = SamplingParams(
         temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_tokens=args.max_tokens, seed=0

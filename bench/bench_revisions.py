@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from _machine import machine
+from _workloads import demo_eval
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -32,15 +33,9 @@ MODES = {"eval": "96 sequences (24 problems x 4)", "group": "8 sequences (2 prob
 
 def child(mode: str, seed: int) -> None:
     """One timed `generate` call with whichever intrain is first on the path; prints a JSON line."""
-    from intrain.config import load_config
-    from intrain.data import load_problems
-    from intrain.engines import HFGenerator, Request, SamplingParams
-    from intrain.stages.common import user_message
+    from intrain.engines import SamplingParams
 
-    cfg = load_config("demo")
-    engine = HFGenerator.load(cfg.model.path, device="cpu", adapter=cfg.model.adapter, batch_size=48)
-    problems, _ = load_problems(cfg.data.eval)
-    requests = [Request(messages=user_message(cfg.data.prompt_template, p.problem), n=4) for p in problems]
+    cfg, engine, requests = demo_eval()
     requests = requests if mode == "eval" else requests[:2]
     e = cfg.eval
     sampling = SamplingParams(temperature=e.temperature, top_p=e.top_p, top_k=e.top_k, max_tokens=128, seed=seed)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from _machine import machine
+from _workloads import demo_eval
 
 from intrain.store import atomic_write_text
 
@@ -32,16 +33,10 @@ def main() -> None:
 
     import torch
 
-    from intrain.config import load_config
-    from intrain.data import load_problems
-    from intrain.engines import HFGenerator, Request, SamplingParams, render_ids
-    from intrain.stages.common import user_message
+    from intrain.engines import SamplingParams, render_ids
 
-    cfg = load_config("demo")
-    engine = HFGenerator.load(cfg.model.path, device="cpu", adapter=cfg.model.adapter, batch_size=48)
+    _, engine, requests = demo_eval()
     engine.share_prefix = False  # both paths prefill every row: only the sampling differs
-    problems, _ = load_problems(cfg.data.eval)
-    requests = [Request(messages=user_message(cfg.data.prompt_template, p.problem), n=4) for p in problems]
     sampling = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, max_tokens=args.max_tokens, seed=0)
     tok, model = engine.tokenizer, engine.model
 

@@ -60,6 +60,19 @@ class Fed(Probe):
         return list(self.shapes)
 
 
+def assert_same(rows, others, logprob_tol: float) -> None:
+    """The same completions, log-probabilities up to float rounding."""
+    assert len(rows) == len(others)
+    for a, b in zip(rows, others):
+        assert (a.token_ids, a.text, a.finish_reason, a.prompt_tokens) == (
+            b.token_ids,
+            b.text,
+            b.finish_reason,
+            b.prompt_tokens,
+        )
+        assert a.logprobs == pytest.approx(b.logprobs, abs=logprob_tol)
+
+
 @pytest.fixture()
 def gen(tiny_model_dir):
     return HFGenerator.load(tiny_model_dir, device="cpu", dtype="float32", batch_size=16)
@@ -91,15 +104,8 @@ def test_finished_rows_leave_the_batch_and_the_outputs_stay(gen, case, monkeypat
     rows = [c for o in dropping for c in o]
     assert len(rows) == 16
     assert len({len(c.token_ids) for c in rows}) >= 3 and "stop" in {c.finish_reason for c in rows}
-    for a, b in zip((c for o in dropping for c in o), (c for o in keeping for c in o)):
-        assert (a.token_ids, a.text, a.finish_reason, a.prompt_tokens) == (
-            b.token_ids,
-            b.text,
-            b.finish_reason,
-            b.prompt_tokens,
-        )
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
-        assert a.logprobs is not None and len(a.logprobs) == len(a.token_ids)
+    assert_same(rows, [c for o in keeping for c in o], logprob_tol=1e-5)
+    assert all(c.logprobs is not None and len(c.logprobs) == len(c.token_ids) for c in rows)
 
     # Kept: every row runs to the longest one. Dropped: the batch shrinks, never grows, and does
     # the same steps with fewer row-steps.
@@ -145,14 +151,7 @@ def test_waiting_rows_join_the_batch_and_the_outputs_do_not_depend_on_batch_size
 
     rows = [c for o in streamed for c in o]
     assert len(rows) == 36 and len({len(c.token_ids) for c in rows}) >= 3
-    for a, b in zip(rows, (c for o in whole for c in o)):
-        assert (a.token_ids, a.text, a.finish_reason, a.prompt_tokens) == (
-            b.token_ids,
-            b.text,
-            b.finish_reason,
-            b.prompt_tokens,
-        )
-        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    assert_same(rows, [c for o in whole for c in o], logprob_tol=1e-4)
     # Never more than 4 rows in a step; some prefill ran while other rows were mid-decode (the step
     # after it feeds more rows than it prefilled).
     decode_steps = [r for r, c in fed if c == 1]
