@@ -5,8 +5,9 @@ together waste little padding). On the dynamic-cache path (CPU, and CUDA without
 of them go through one decode stream (:mod:`intrain.engines.hf_decode`) with up to ``batch_size``
 rows in flight: finished rows leave, waiting rows enter, and rows entering together with the same
 prompt (the ``n`` samples of a request, or identical requests) prefill it once
-(``HFGenerator.share_prefix``). Each sampled sequence draws from its own random stream, seeded from
-the call's seed, its request's position and its sample index. On CUDA, fixed batches go through
+(``HFGenerator.share_prefix``). Sample ``j`` of a request draws from its own random stream, seeded
+``request seed + j`` (``Request.seed``, else one derived from the call's seed and the request's
+position), so it does not depend on batch size or batch mates. On CUDA, fixed batches go through
 ``generate`` with a compiled static cache. The sampling chain is built here rather than taken from
 the model's ``generation_config``, so a checkpoint's defaults (``top_k=20``,
 ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole story. The same

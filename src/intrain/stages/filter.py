@@ -207,7 +207,7 @@ def continue_prefixes(
             )
             for i in todo
         ]
-        params = sampling_params(fcfg, shard, seed=base_seed)
+        params = sampling_params(fcfg, shard)  # seeded base_seed; every request carries its own seed
         # Continuations are not the bar's units (rows are): pass their tokens on, not their count.
         graded = generate_graded(
             generator,
