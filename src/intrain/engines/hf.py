@@ -31,7 +31,7 @@ from transformers import (
 )
 
 from intrain.engines.base import Completion, ProgressFn, Request, SamplingParams, render_ids, request_seed
-from intrain.engines.hf_decode import DecodedRow, decode_stream, draw
+from intrain.engines.hf_decode import DecodedRow, decode_stream, draw, left_pad
 
 
 class HFGenerator:
@@ -229,21 +229,19 @@ class HFGenerator:
 
     def _static_batch(self, batch_prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
         """One batch through `generate` with a static cache; greedy rows with the same prompt decoded once."""
-        index: dict[tuple[int, ...], int] = {}
-        rows = [index.setdefault(tuple(p), len(index)) for p in batch_prompts]
-        distinct = [batch_prompts[rows.index(u)] for u in range(len(index))]
-        if not (sampling.greedy and self.share_prefix):
-            distinct, rows = batch_prompts, list(range(len(batch_prompts)))
-        device = self.device
-        width = max(len(p) for p in distinct)
-        input_ids = torch.full((len(distinct), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(distinct), width), dtype=torch.long)
-        for i, p in enumerate(distinct):  # left padding
-            input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attention_mask[i, width - len(p) :] = 1
-        decoded = self._decode_static(input_ids.to(device), attention_mask.to(device), sampling)
+        distinct, rows = batch_prompts, list(range(len(batch_prompts)))
+        if sampling.greedy and self.share_prefix:
+            index: dict[tuple[int, ...], int] = {}
+            rows = [index.setdefault(tuple(p), len(index)) for p in batch_prompts]
+            distinct = [list(p) for p in index]  # first-seen order, as `rows` numbers them
+        decoded = self._decode_static(*left_pad(distinct, self.pad_token_id, self.device), sampling)
         once = [self._completion(row, len(p), sampling) for row, p in zip(decoded, distinct)]
-        return [once[u] if rows.index(u) == i else _copy(once[u]) for i, u in enumerate(rows)]
+        returned: set[int] = set()
+        out = []
+        for u in rows:  # the first row with a prompt takes its completion, later ones copies
+            out.append(_copy(once[u]) if u in returned else once[u])
+            returned.add(u)
+        return out
 
     def _completion(self, row: DecodedRow, prompt_tokens: int, sampling: SamplingParams) -> Completion:
         ids = row.token_ids

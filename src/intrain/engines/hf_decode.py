@@ -287,6 +287,17 @@ def _plain_head(model: Any) -> bool:
     return plain
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of the prompts padded on the left to the longest, on ``device``."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _admit(
     model: Any,
     batch: _Batch | None,
@@ -300,13 +311,8 @@ def _admit(
 ) -> _Batch:
     """The batch with ``entering`` rows added: their prompts prefilled but the last token (each
     distinct prompt once when ``share_prefix``), their caches joined to the batch's on the right."""
-    width = max(len(prompts[r]) for r in entering)
-    ids = torch.full((len(entering), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(entering), width), dtype=torch.long)
-    for i, r in enumerate(entering):  # left padding
-        ids[i, width - len(prompts[r]) :] = torch.tensor(list(prompts[r]), dtype=torch.long)
-        mask[i, width - len(prompts[r]) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = left_pad([prompts[r] for r in entering], pad_token_id, device)
+    width = ids.shape[1]
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
     uniforms = None
     if not sampling.greedy:
