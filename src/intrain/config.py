@@ -260,6 +260,11 @@ class SFTConfig(Section):
         None, description="Train a LoRA adapter (merged when saved) instead of all weights."
     )
     gradient_checkpointing: bool = Field(False)
+    group_by_length: bool = Field(
+        False,
+        description="Batch rows of similar length together (transformers' LengthGroupedSampler): less padding "
+        "when rows differ a lot in length, at the cost of a less random batch composition.",
+    )
     seed: int = Field(0, description="Seeds the trainer's data order and the `max_rows` subsample.")
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps (resume point).")
     target: Literal["prefix_intervention", "intervention", "prefix_intervention_suffix"] = Field(
@@ -434,12 +439,23 @@ class WarmupConfig(Section):
             warmup_ratio=0.05,
             lora=LoraConfig(),
             save_steps=25,
+            group_by_length=True,  # ~700-token proposer rows and ~120-token solution rows
         ),
-        description="LoRA SFT settings for the warm-up.",
+        description="LoRA SFT settings for the warm-up; fields given override these, the rest keep them.",
     )
     output: str | None = Field(
         None, description="Where the adapter is written (relative: from the config file); None = RUN/warmup/adapter."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _train_over_warmup_defaults(cls, data: Any) -> Any:
+        # A partial `train` (`--set warmup.train.epochs=3`) keeps the warm-up's other settings (LoRA,
+        # lr 2e-4), not SFTConfig's class defaults.
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            defaults = cls.model_fields["train"].get_default(call_default_factory=True)
+            data = {**data, "train": {**defaults.model_dump(), **data["train"]}}
+        return data
 
 
 # The arms of `intrain compare` (compare.py says what each one trains).

@@ -87,3 +87,11 @@ def test_cross_field_validation():
         load_config(None, ["data.prompt_template=solve it"])
     with pytest.raises(ConfigError, match="base_url"):
         load_config(None, ["propose.proposer.kind=openai"])
+
+
+def test_a_partial_warmup_train_keeps_the_warmups_other_settings():
+    cfg = load_config("demo", ["warmup.train.epochs=3"])
+    assert cfg.warmup.train.epochs == 3
+    default = load_config("demo").warmup.train
+    assert cfg.warmup.train.model_dump(exclude={"epochs"}) == default.model_dump(exclude={"epochs"})
+    assert default.lora is not None and default.learning_rate == 2e-4 and default.group_by_length

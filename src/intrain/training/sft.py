@@ -99,6 +99,7 @@ def train_sft(
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": sft.min_lr_rate},
         max_length=sft.max_length,
+        train_sampling_strategy="group_by_length" if sft.group_by_length else "random",
     )
     peft_config = None
     if sft.lora is not None:
