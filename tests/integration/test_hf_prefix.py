@@ -7,11 +7,12 @@ row, instead of ``n`` prefills. The outputs are those of the unshared path.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 
-from intrain.engines import Request, SamplingParams, render_ids
+from intrain.engines import Request, SamplingParams, hf_decode, render_ids
 from intrain.engines.hf import HFGenerator
 
 USER = [{"role": "user", "content": "What is 12 + 7? Put the final answer in \\boxed{}."}]
@@ -193,3 +194,34 @@ def test_static_cache_decodes_what_the_dynamic_cache_decodes(pair):
 
 def test_static_cache_is_on_only_on_cuda(tiny_model_dir):
     assert HFGenerator.load(tiny_model_dir, device="cpu", dtype="float32").static_cache is False
+
+
+def test_prompts_that_start_alike_prefill_their_common_start_once(pair):
+    """Attempts at one problem under one proposer prompt: the shared start runs once (one row), each
+    prompt's rest after it; the outputs are the unshared path's."""
+    new, old = pair
+    context = "Check the student's steps against the reference: 3 * 4 = 12, then 12 + 5 = 17. Attempt: "
+    reqs = [
+        chat(context + "3 * 4 = 12. 12 + 5 = 18.", n=2),
+        chat(context + "3 * 4 = 7."),
+        chat(context + "3 * 4 = 12. So 17 + 1 = 18, the answer.", n=2),  # 8 rows: one admission
+        chat(context + "3 * 4 = 7."),  # the same prompt as the second request
+        Request(prompt="An unrelated prompt =", n=2),
+    ]
+    ids = [render_ids(new.tokenizer, r) for r in reqs]
+    common = min(sum(1 for _ in itertools.takewhile(lambda ab: ab[0] == ab[1], zip(ids[0], p))) for p in ids[1:4])
+    assert common >= hf_decode.MIN_SHARED_TOKENS  # the chat template's start and the context
+    for sp in (
+        SamplingParams(temperature=0.0, max_tokens=6, logprobs=True),
+        SamplingParams(temperature=0.9, top_k=20, max_tokens=6, seed=4, logprobs=True),
+    ):
+        out_new, shapes, tokens_new = fed(new, reqs, sp)
+        out_old, _, tokens_old = fed(old, reqs, sp)
+        for a, b in zip(out_new, out_old):
+            assert [c.token_ids for c in a] == [c.token_ids for c in b]
+            assert [c.logprobs for c in a] == [pytest.approx(c.logprobs, abs=1e-5) for c in b]
+        prefills = [s for s in shapes if s[1] > 1]
+        # The unrelated prompt on its own; the common start once; the 3 distinct rests, padded together.
+        rests = [len(p) - 1 - common for p in ids[:3]]
+        assert prefills == [(1, len(ids[4]) - 1), (1, common), (3, max(rests))]
+        assert tokens_new < tokens_old - 2 * common

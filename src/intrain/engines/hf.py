@@ -1,13 +1,14 @@
 """A transformers causal LM as a :class:`~intrain.engines.base.Generator` (CPU or CUDA).
 
-Requests are expanded to ``n`` sequences each and sorted by prompt length (so rows that decode
-together waste little padding). On the dynamic-cache path (CPU, and CUDA without static cache) all
-of them go through one decode stream (:mod:`intrain.engines.hf_decode`) with up to ``batch_size``
-rows in flight: finished rows leave, waiting rows enter, and rows entering together with the same
-prompt (the ``n`` samples of a request, or identical requests) prefill it once
-(``HFGenerator.share_prefix``). Sample ``j`` of a request draws from its own random stream, seeded
-``request seed + j`` (``Request.seed``, else one derived from the call's seed and the request's
-position), so it does not depend on batch size or batch mates. On CUDA, fixed batches go through
+Requests are expanded to ``n`` sequences each. On the dynamic-cache path (CPU, and CUDA without
+static cache) all of them go through one decode stream (:mod:`intrain.engines.hf_decode`) with up to
+``batch_size`` rows in flight, in prompt-token order: finished rows leave, waiting rows enter, rows
+entering together with the same prompt (the ``n`` samples of a request, or identical requests)
+prefill it once, and prompts that start alike (one problem's attempts under the proposer prompt)
+prefill their common start once (``HFGenerator.share_prefix``). Fixed batches are sorted by prompt
+length, so that rows decoding together waste little padding. Sample ``j`` of a request draws from
+its own random stream, seeded ``request seed + j`` (``Request.seed``, else one derived from the call's
+seed and the request's position), so it does not depend on batch size or batch mates. On CUDA, fixed batches go through
 ``generate`` with a compiled static cache. The sampling chain is built here rather than taken from
 the model's ``generation_config``, so a checkpoint's defaults (``top_k=20``,
 ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole story. The same
@@ -40,7 +41,8 @@ class HFGenerator:
     ``chat_template_kwargs`` (optional) are passed to the chat template, e.g. ``{"enable_thinking": False}``.
 
     ``share_prefix`` (default on): rows entering the decode stream together with identical prompts
-    share one prefill. With sampling, all but the prompt's last token run through the model once per
+    share one prefill, and distinct prompts that start with the same tokens prefill that start once
+    (`hf_decode._prefix_groups`). With sampling, all but the prompt's last token run through the model once per
     distinct prompt, the KV cache is copied to every row that has that prompt, and decoding continues
     from it (it only feeds the last prompt token). Greedy rows with identical prompts would decode
     identically, so each distinct prompt is decoded once and its completion copied. Off, every row is
@@ -126,10 +128,15 @@ class HFGenerator:
         for i, p in enumerate(prompts):
             if not p:
                 raise ValueError(f"request {i} renders to an empty prompt; there is nothing to condition on")
-        # One entry per sequence to decode: (request index, sample index). Sorting by prompt length
-        # (stable, so ties keep input order) groups similar lengths; results go back by index.
+        # One entry per sequence to decode: (request index, sample index), sorted (stably: ties keep
+        # input order) so that rows entering the stream together share what can be shared: prompts in
+        # token order put those that start alike side by side; fixed batches go by length (padding).
+        # Results go back by index.
         seqs = [(ri, j) for ri, r in enumerate(requests) for j in range(r.n)]
-        order = sorted(range(len(seqs)), key=lambda k: len(prompts[seqs[k][0]]))
+        if self.share_prefix and not self.static_cache:
+            order = sorted(range(len(seqs)), key=lambda k: prompts[seqs[k][0]])
+        else:
+            order = sorted(range(len(seqs)), key=lambda k: len(prompts[seqs[k][0]]))
         results: list[list[Completion | None]] = [[None] * r.n for r in requests]
 
         device = self.device

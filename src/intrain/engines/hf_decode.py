@@ -108,7 +108,7 @@ class _GrowingLayer(DynamicLayer):
             return self.keys, self.values
         end = self.length + key_states.shape[-2]
         if end > self.key_buffer.shape[-2]:
-            self.room = max(self.room, self.length)  # out of room: double
+            self.room = max(self.room, self.length, key_states.shape[-2])  # out of room: double
             self.set(*self.columns())
         self.key_buffer[..., self.length : end, :] = key_states
         self.value_buffer[..., self.length : end, :] = value_states
@@ -159,6 +159,8 @@ class _Batch:
     uniforms: torch.Tensor | None  # (rows, max_tokens): row r's k-th token is drawn with uniforms[r, k]
 
     def select(self, keep: list[int]) -> None:
+        if len(keep) == len(self.rows):
+            return
         index = torch.tensor(keep, device=self.mask.device)
         self.cache.batch_select_indices(index)
         self.mask, self.feed = self.mask[index], self.feed[index]
@@ -309,42 +311,31 @@ def _admit(
     share_prefix: bool,
     device: Any,
 ) -> _Batch:
-    """The batch with ``entering`` rows added: their prompts prefilled but the last token (each
-    distinct prompt once when ``share_prefix``), their caches joined to the batch's on the right."""
-    ids, mask = left_pad([prompts[r] for r in entering], pad_token_id, device)
-    width = ids.shape[1]
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
-    uniforms = None
-    if not sampling.greedy:
-        assert streams is not None
-        uniforms = torch.stack(
-            [torch.rand(sampling.max_tokens, generator=torch.Generator().manual_seed(streams[r])) for r in entering]
-        ).to(device)
-    distinct: dict[tuple[int, ...], int] = {}
-    which = [distinct.setdefault(tuple(prompts[r]), len(distinct)) for r in entering]
-    cache = new_cache(model, room=sampling.max_tokens + 1)
+    """The batch with ``entering`` rows added: their prompts prefilled but the last token, their caches
+    joined to the batch's on the right.
+
+    With ``share_prefix``, each distinct prompt is prefilled once, and prompts that start with the same
+    tokens (attempts at one problem under one proposer prompt, continuations of one attempt) are
+    prefilled as a group (`_prefix_groups`): the common part once, then each prompt's rest against a
+    copy of its cache, padded only among the group's members."""
     # Linear-attention (SSM) or sliding-window layers: their states are not copied between rows here.
-    shared = share_prefix and len(distinct) < len(entering) and _growing(cache)
-    if batch is None and (not shared or width < 2):
-        # A batch of its own with nothing to share: the first step is the whole prefill.
-        return _Batch(list(entering), [False] * len(entering), cache, mask[:, :0], ids, mask, positions, uniforms)
-    if width >= 2:
-        firsts = [which.index(u) for u in range(len(distinct))] if shared else list(range(len(entering)))
-        pick = torch.tensor(firsts, device=device)
-        prefix_mask = mask[pick, :-1]
-        body = model.base_model  # no LM head: nothing reads these logits
-        head_kwargs = {"logits_to_keep": 1} if body is model else {}
-        body(
-            input_ids=ids[pick, :-1],
-            # An all-ones mask is dropped, as `generate` does for an unpadded batch (same attention path).
-            attention_mask=None if bool(prefix_mask.all()) else prefix_mask,
-            position_ids=positions[pick, :-1],
-            cache=cache,
-            use_cache=True,
-            **head_kwargs,
-        )
-        if shared:
-            cache.batch_select_indices(torch.tensor(which, device=device))
+    if share_prefix and _growing(new_cache(model, room=0)):
+        parts = _prefix_groups(entering, prompts)
+        if len(parts) > 1 or parts[0][1] > 0 or len({tuple(prompts[r]) for r in entering}) < len(entering):
+            for rows, shared in parts:
+                part = _prefill(model, rows, prompts, shared, sampling, streams, pad_token_id, device)
+                batch = part if batch is None else _join(batch, part)
+            assert batch is not None
+            return batch
+    ids, mask = left_pad([prompts[r] for r in entering], pad_token_id, device)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
+    uniforms = _uniforms(entering, sampling, streams, device)
+    cache = new_cache(model, room=sampling.max_tokens + 1)
+    if batch is None or ids.shape[1] < 2:
+        # A batch of its own: the first step is the whole prefill.
+        entered = _Batch(list(entering), [False] * len(entering), cache, mask[:, :0], ids, mask, positions, uniforms)
+        return entered if batch is None else _join(batch, entered)
+    _forward_cache(model, ids[:, :-1], mask[:, :-1], positions[:, :-1], cache)
     entered = _Batch(
         list(entering),
         [False] * len(entering),
@@ -355,7 +346,109 @@ def _admit(
         positions[:, -1:],
         uniforms,
     )
-    return entered if batch is None else _join(batch, entered)
+    return _join(batch, entered)
+
+
+# A group shares at least this many prompt tokens; shorter common starts are not worth a forward call.
+MIN_SHARED_TOKENS = 16
+
+
+def _prefix_groups(entering: list[int], prompts: Sequence[Sequence[int]]) -> list[tuple[list[int], int]]:
+    """``entering`` split into ``(rows, shared)`` parts: rows whose prompts start with the same
+    ``shared`` tokens (at least MIN_SHARED_TOKENS and short of every member's last token), and one part
+    with ``shared`` 0 for the rest. Greedy over the prompts in token order: the next distinct prompt joins
+    the open group while the tokens saved, (members - 1) x shared, do not go down."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for r in entering:
+        by_prompt.setdefault(tuple(prompts[r]), []).append(r)
+    groups: list[tuple[list[tuple[int, ...]], int]] = []
+    for prompt in sorted(by_prompt):
+        if groups:
+            members, shared = groups[-1]
+            common = min(shared, len(prompt) - 1, _common_length(members[0], prompt))
+            if common >= MIN_SHARED_TOKENS and len(members) * common >= (len(members) - 1) * shared:
+                groups[-1] = (members + [prompt], common)
+                continue
+        groups.append(([prompt], len(prompt) - 1))
+    rest = [r for members, _ in groups if len(members) == 1 for r in by_prompt[members[0]]]
+    parts = [([r for p in members for r in by_prompt[p]], shared) for members, shared in groups if len(members) > 1]
+    return ([(rest, 0)] if rest else []) + parts
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _prefill(
+    model: Any,
+    rows: list[int],
+    prompts: Sequence[Sequence[int]],
+    shared: int,
+    sampling: SamplingParams,
+    streams: Sequence[int] | None,
+    pad_token_id: int,
+    device: Any,
+) -> _Batch:
+    """``rows`` as a batch of their own with every prompt prefilled but its last token: the first
+    ``shared`` tokens (common to all) once, then each distinct prompt's rest, left-padded after them."""
+    distinct: dict[tuple[int, ...], int] = {}
+    which = [distinct.setdefault(tuple(prompts[r]), len(distinct)) for r in rows]
+    rests = [p[shared:-1] for p in distinct]
+    cache = new_cache(model, room=sampling.max_tokens + 1 + max(len(rest) for rest in rests))
+    mask = torch.zeros((len(distinct), 0), dtype=torch.long, device=device)
+    if shared:
+        first = torch.tensor([next(iter(distinct))[:shared]], device=device)
+        _forward_cache(model, first, None, torch.arange(shared, device=device)[None], cache)
+        cache.batch_select_indices(torch.zeros(len(distinct), dtype=torch.long, device=device))
+        mask = torch.ones((len(distinct), shared), dtype=torch.long, device=device)
+    if any(rests):
+        ids, rest_mask = left_pad(rests, pad_token_id, device)
+        mask = torch.cat([mask, rest_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        _forward_cache(model, ids, mask, positions[:, shared:], cache)
+    if len(distinct) < len(rows):
+        cache.batch_select_indices(torch.tensor(which, device=device))
+    last = [[prompts[r][-1]] for r in rows]
+    return _Batch(
+        list(rows),
+        [False] * len(rows),
+        cache,
+        mask[which],
+        torch.tensor(last, dtype=torch.long, device=device),
+        torch.ones((len(rows), 1), dtype=torch.long, device=device),
+        torch.tensor([[len(prompts[r]) - 1] for r in rows], dtype=torch.long, device=device),
+        _uniforms(rows, sampling, streams, device),
+    )
+
+
+def _forward_cache(model: Any, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor, cache) -> None:
+    """Run ``ids`` through the model's body into ``cache`` (no LM head: nothing reads these logits)."""
+    body = model.base_model
+    head_kwargs = {"logits_to_keep": 1} if body is model else {}
+    body(
+        input_ids=ids,
+        # An all-ones mask is dropped, as `generate` does for an unpadded batch (same attention path).
+        attention_mask=None if mask is None or bool(mask.all()) else mask,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        **head_kwargs,
+    )
+
+
+def _uniforms(rows: list[int], sampling: SamplingParams, streams: Sequence[int] | None, device: Any):
+    """Each row's ``max_tokens`` uniforms from its own stream (None for greedy decoding)."""
+    if sampling.greedy:
+        return None
+    assert streams is not None
+    return torch.stack(
+        [torch.rand(sampling.max_tokens, generator=torch.Generator().manual_seed(streams[r])) for r in rows]
+    ).to(device)
 
 
 def _join(old: _Batch, new: _Batch) -> _Batch:
@@ -368,13 +461,15 @@ def _join(old: _Batch, new: _Batch) -> _Batch:
     start = int(used[0]) if len(used) else width
     for a, b in zip(old.cache.layers, new.cache.layers):
         assert isinstance(a, _GrowingLayer) and isinstance(b, _GrowingLayer)
+        if not (a.is_initialized or b.is_initialized):
+            continue  # one-token prompts on both sides: nothing was prefilled
+        like = (a if a.is_initialized else b).columns()[0]
         keys, values = [], []
-        old_keys, old_values = a.columns()
-        if b.is_initialized:
-            new_keys, new_values = b.columns()
-        else:  # one-token prompts: nothing was prefilled
-            new_keys = new_values = old_keys.new_zeros((len(new.rows), old_keys.shape[1], 0, old_keys.shape[-1]))
-        for k, v in ((old_keys, old_values), (new_keys, new_values)):
+        for layer, rows in ((a, len(old.rows)), (b, len(new.rows))):
+            if layer.is_initialized:
+                k, v = layer.columns()
+            else:  # one-token prompts: nothing was prefilled
+                k = v = like.new_zeros((rows, like.shape[1], 0, like.shape[-1]))
             pad = (0, 0, width - k.shape[-2], 0)
             keys.append(F.pad(k, pad)[..., start:, :])
             values.append(F.pad(v, pad)[..., start:, :])
