@@ -322,11 +322,11 @@ def _admit(
     if share_prefix and _growing(new_cache(model, room=0)):
         parts = _prefix_groups(entering, prompts)
         if len(parts) > 1 or parts[0][1] > 0 or len({tuple(prompts[r]) for r in entering}) < len(entering):
-            for rows, shared in parts:
-                part = _prefill(model, rows, prompts, shared, sampling, streams, pad_token_id, device)
-                batch = part if batch is None else _join(batch, part)
-            assert batch is not None
-            return batch
+            prefilled = [
+                _prefill(model, rows, prompts, shared, sampling, streams, pad_token_id, device)
+                for rows, shared in parts
+            ]
+            return _join(([] if batch is None else [batch]) + prefilled)
     ids, mask = left_pad([prompts[r] for r in entering], pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as `generate` derives them
     uniforms = _uniforms(entering, sampling, streams, device)
@@ -334,7 +334,7 @@ def _admit(
     if batch is None or ids.shape[1] < 2:
         # A batch of its own: the first step is the whole prefill.
         entered = _Batch(list(entering), [False] * len(entering), cache, mask[:, :0], ids, mask, positions, uniforms)
-        return entered if batch is None else _join(batch, entered)
+        return entered if batch is None else _join([batch, entered])
     _forward_cache(model, ids[:, :-1], mask[:, :-1], positions[:, :-1], cache)
     entered = _Batch(
         list(entering),
@@ -346,7 +346,7 @@ def _admit(
         positions[:, -1:],
         uniforms,
     )
-    return _join(batch, entered)
+    return _join([batch, entered])
 
 
 # A group shares at least this many prompt tokens; shorter common starts are not worth a forward call.
@@ -451,39 +451,47 @@ def _uniforms(rows: list[int], sampling: SamplingParams, streams: Sequence[int] 
     ).to(device)
 
 
-def _join(old: _Batch, new: _Batch) -> _Batch:
-    """One batch of ``old``'s unfinished rows and ``new``'s, caches aligned on the right (zero columns,
-    masked, pad the shorter) and cut of columns no row attends to."""
-    old.select([b for b, f in enumerate(old.finished) if not f])
-    width = max(old.mask.shape[1], new.mask.shape[1])
-    mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (old.mask, new.mask)])
+def _join(batches: list[_Batch]) -> _Batch:
+    """One batch of the unfinished rows of ``batches``, in order: their caches aligned on the right
+    (zero columns, masked, pad the shorter) and cut of columns no row attends to. One copy of every
+    cache, however many batches join."""
+    if len(batches) == 1:
+        return batches[0]
+    for batch in batches:
+        batch.select([b for b, f in enumerate(batch.finished) if not f])
+    width = max(batch.mask.shape[1] for batch in batches)
+    mask = torch.cat([F.pad(batch.mask, (width - batch.mask.shape[1], 0)) for batch in batches])
     used = mask.any(0).nonzero()
     start = int(used[0]) if len(used) else width
-    for a, b in zip(old.cache.layers, new.cache.layers):
-        assert isinstance(a, _GrowingLayer) and isinstance(b, _GrowingLayer)
-        if not (a.is_initialized or b.is_initialized):
-            continue  # one-token prompts on both sides: nothing was prefilled
-        like = (a if a.is_initialized else b).columns()[0]
+    first = batches[0].cache
+    for i, layers in enumerate(zip(*(batch.cache.layers for batch in batches))):
+        assert all(isinstance(layer, _GrowingLayer) for layer in layers)
+        filled = [layer for layer in layers if layer.is_initialized]
+        if not filled:
+            continue  # one-token prompts everywhere: nothing was prefilled
+        like = filled[0].columns()[0]
         keys, values = [], []
-        for layer, rows in ((a, len(old.rows)), (b, len(new.rows))):
+        for layer, batch in zip(layers, batches):
             if layer.is_initialized:
                 k, v = layer.columns()
             else:  # one-token prompts: nothing was prefilled
-                k = v = like.new_zeros((rows, like.shape[1], 0, like.shape[-1]))
+                k = v = like.new_zeros((len(batch.rows), like.shape[1], 0, like.shape[-1]))
             pad = (0, 0, width - k.shape[-2], 0)
             keys.append(F.pad(k, pad)[..., start:, :])
             values.append(F.pad(v, pad)[..., start:, :])
-        a.set(torch.cat(keys), torch.cat(values))
+        layer = first.layers[i]
+        assert isinstance(layer, _GrowingLayer)
+        layer.set(torch.cat(keys), torch.cat(values))
     uniforms = None
-    if old.uniforms is not None and new.uniforms is not None:
-        uniforms = torch.cat([old.uniforms, new.uniforms])
+    if all(batch.uniforms is not None for batch in batches):
+        uniforms = torch.cat([batch.uniforms for batch in batches])  # type: ignore[misc]
     return _Batch(
-        old.rows + new.rows,
-        [False] * (len(old.rows) + len(new.rows)),
-        old.cache,
+        [row for batch in batches for row in batch.rows],
+        [False] * sum(len(batch.rows) for batch in batches),
+        first,
         mask[:, start:],
-        torch.cat([old.feed, new.feed]),
-        torch.cat([old.feed_mask, new.feed_mask]),
-        torch.cat([old.feed_positions, new.feed_positions]),
+        torch.cat([batch.feed for batch in batches]),
+        torch.cat([batch.feed_mask for batch in batches]),
+        torch.cat([batch.feed_positions for batch in batches]),
         uniforms,
     )
