@@ -479,9 +479,9 @@ def _join(batches: list[_Batch]) -> _Batch:
             pad = (0, 0, width - k.shape[-2], 0)
             keys.append(F.pad(k, pad)[..., start:, :])
             values.append(F.pad(v, pad)[..., start:, :])
-        layer = first.layers[i]
-        assert isinstance(layer, _GrowingLayer)
-        layer.set(torch.cat(keys), torch.cat(values))
+        target = first.layers[i]
+        assert isinstance(target, _GrowingLayer)
+        target.set(torch.cat(keys), torch.cat(values))
     uniforms = None
     if all(batch.uniforms is not None for batch in batches):
         uniforms = torch.cat([batch.uniforms for batch in batches])  # type: ignore[misc]
