@@ -9,8 +9,8 @@ prefill their common start once (``HFGenerator.share_prefix``). Fixed batches ar
 length, so that rows decoding together waste little padding. Sample ``j`` of a request draws from
 its own random stream, seeded ``request seed + j`` (``Request.seed``, else one derived from the call's
 seed and the request's position), so it does not depend on batch size or batch mates. On CUDA, fixed
-batches go through ``generate`` with a compiled static cache. The sampling chain is built here rather than taken from
-the model's ``generation_config``, so a checkpoint's defaults (``top_k=20``,
+batches go through ``generate`` with a compiled static cache. The sampling chain is built here rather
+than taken from the model's ``generation_config``, so a checkpoint's defaults (``top_k=20``,
 ``repetition_penalty`` ...) never leak into a run: ``SamplingParams`` is the whole story. The same
 call (same requests, same params, same seed) returns the same outputs.
 """
@@ -44,8 +44,8 @@ class HFGenerator:
     share one prefill, and distinct prompts that start with the same tokens prefill that start once
     (`hf_decode._prefix_groups`). With sampling, all but the prompt's last token run through the model
     once per distinct prompt, the KV cache is copied to every row that has that prompt, and decoding
-    continues from it (it only feeds the last prompt token). Greedy rows with identical prompts would decode
-    identically, so each distinct prompt is decoded once and its completion copied. Off, every row is
+    continues from it (it only feeds the last prompt token). Greedy rows with identical prompts would
+    decode identically, so each distinct prompt is decoded once and its completion copied. Off, every row is
     prefilled (and decoded) on its own; the switch exists to measure the difference
     (``bench/bench_prefix.py``). Either way each row draws from its own stream, so the samples agree
     unless float rounding (the prompt's last token now runs as a one-token step) moves a draw across
