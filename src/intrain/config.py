@@ -58,6 +58,11 @@ class ModelConfig(Section):
         None,
         description="A PEFT LoRA adapter folder merged into the model at load (relative paths: from the config file).",
     )
+    train_adapter: bool = Field(
+        False,
+        description="SFT and RL train `adapter` itself (its LoRA weights; the base stays frozen) and save adapter "
+        "folders that name their base, a few MB each, instead of merging it and saving every weight.",
+    )
     engine: Literal["hf", "vllm"] = Field(
         "hf", description="Generation backend: 'hf' (transformers, CPU or GPU) or 'vllm' (GPU, needs the 'gpu' extra)."
     )
@@ -75,6 +80,15 @@ class ModelConfig(Section):
     ray: RayConfig | None = Field(
         None, description="Run this model's generation shards on Ray actors (see RayConfig); null = in this process."
     )
+
+    @model_validator(mode="after")
+    def _adapter_to_train(self) -> ModelConfig:
+        if self.train_adapter and self.adapter is None:
+            raise ValueError("train_adapter: there is no model.adapter to train")
+        if self.train_adapter and self.engine == "vllm":
+            # vLLM loads merged checkpoints (build_generator); an adapter folder is not one.
+            raise ValueError("train_adapter: the vllm engine cannot load the adapter folders it saves; use engine hf")
+        return self
 
     @model_validator(mode="after")
     def _vllm_workers_have_gpus(self) -> ModelConfig:
@@ -573,6 +587,12 @@ class Config(Section):
     lab: LabConfig = Field(default_factory=LabConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _one_adapter_trains(self) -> Config:
+        if self.model.train_adapter and self.sft.lora is not None:
+            raise ValueError("sft.lora: model.train_adapter already trains model.adapter; set one of them")
+        return self
 
 
 def resolve_config_path(name_or_path: str) -> Path:

@@ -58,6 +58,8 @@ _GENERATION = (
     "model.gpu_memory_utilization",
     "model.max_model_len",
 )
+# What a training stage saves (an adapter folder or a whole model) and which weights it trains.
+_TRAINED = (*_TRAINING, "model.train_adapter")
 _TRAIN_DATA = ("data.train", "data.on_invalid")
 
 
@@ -93,15 +95,15 @@ REFLECT = StageInputs(
 )
 # InT SFT reads the whole `sft` section; the baselines' SFT arms all of it but `sft.max_rows` and
 # `sft.target` (InT only).
-SFT = StageInputs(config=(*_TRAINING, "data.prompt_template", "sft"), upstream=("filter",))
+SFT = StageInputs(config=(*_TRAINED, "data.prompt_template", "sft"), upstream=("filter",))
 _INT_ONLY = ("max_rows", "target")
-_SFT_CONFIG = (*_TRAINING, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f not in _INT_ONLY))
+_SFT_CONFIG = (*_TRAINED, "data.prompt_template", *(f"sft.{f}" for f in SFTConfig.model_fields if f not in _INT_ONLY))
 SFT_REFERENCE = StageInputs(config=(*_SFT_CONFIG, *_TRAIN_DATA))
 SFT_RFT = StageInputs(config=_SFT_CONFIG, upstream=("sample",))
 SFT_REFLECTION = StageInputs(config=_SFT_CONFIG, upstream=("reflect",))
 # RL reads its problems from where `rl.data` says (see `rl_inputs`): the run's training problems
 # (null), a source declared inside `rl` itself, or the filter stage's kept rows ('covered').
-_RL = (*_TRAINING, "model.max_model_len", "data.prompt_template", "rl", "grading.timeout_s")
+_RL = (*_TRAINED, "model.max_model_len", "data.prompt_template", "rl", "grading.timeout_s")
 RL = StageInputs(config=(*_RL, *_TRAIN_DATA))
 RL_SOURCE = StageInputs(config=(*_RL, "data.on_invalid"))
 RL_COVERED = StageInputs(config=_RL, upstream=("filter",))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -238,6 +239,7 @@ def load_tokenizer(path_or_spec: str, field: str = "model") -> Any:
     """
     from transformers import AutoTokenizer
 
+    path_or_spec = adapter_base(path_or_spec) or path_or_spec  # a trained adapter: its base's tokenizer
     path = resolve_model_path(path_or_spec, field)
     try:
         tok = AutoTokenizer.from_pretrained(path, **_local_kwargs(path))
@@ -255,11 +257,19 @@ def load_model_and_tokenizer(
 ) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer; merge a PEFT LoRA ``adapter`` folder into it if given.
 
-    The model is in eval mode on ``device``. The tokenizer has a pad token (eos as fallback) and
-    pads on the left.
+    ``path_or_spec`` may itself be an adapter folder that names its base (what SFT and RL write under
+    ``model.train_adapter``): the base is loaded and the folder merged into it. The model is in eval
+    mode on ``device``. The tokenizer has a pad token (eos as fallback) and pads on the left.
     """
+    model, tok = _load(path_or_spec, device, dtype, adapter, train_adapter=False)
+    model.eval()
+    return model, tok
+
+
+def _load(path_or_spec: str, device: str, dtype: str, adapter: str | None, train_adapter: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
+    path_or_spec, adapter = split_adapter(path_or_spec, adapter)
     path = resolve_model_path(path_or_spec)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
@@ -268,23 +278,77 @@ def load_model_and_tokenizer(
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **_local_kwargs(path))
     except OSError as exc:  # e.g. a folder with a tokenizer but no weights
         raise ConfigError(f"model: cannot load the weights of {path_or_spec} ({_first_line(exc)})") from exc
-    if adapter is not None:
+    if train_adapter:
+        if adapter is None:
+            raise ConfigError(f"model.train_adapter: {path_or_spec} has no adapter to train (set model.adapter)")
+        model = trainable_adapter(model, adapter, base=_portable(path_or_spec))
+    elif adapter is not None:
         model = merge_adapter(model, adapter)
     # typeshed's functools._Wrapped has no __get__, so `@wraps(nn.Module.to)` on PreTrainedModel.to
     # reads as unbound there and `dev` is taken for `self`.
     model.to(dev)  # type: ignore[arg-type]
-    model.eval()
     if getattr(model.generation_config, "pad_token_id", None) is None and tok.pad_token_id is not None:
         model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
 
 
-def load_for_training(path_or_spec: str, device: str, dtype: str, adapter: str | None = None) -> tuple[Any, Any]:
+def load_for_training(
+    path_or_spec: str, device: str, dtype: str, adapter: str | None = None, train_adapter: bool = False
+) -> tuple[Any, Any]:
     """Load a model to train: float32 master weights unless `dtype` is set explicitly. At lr 1e-6 most
-    bf16 weight updates round away; on CUDA the trainers' bf16 autocast still runs matmuls in bf16."""
-    return load_model_and_tokenizer(
-        path_or_spec, device=device, dtype="float32" if dtype == "auto" else dtype, adapter=adapter
-    )
+    bf16 weight updates round away; on CUDA the trainers' bf16 autocast still runs matmuls in bf16.
+
+    With `train_adapter` the adapter stays a trainable PEFT adapter over the frozen base (see
+    `trainable_adapter`); otherwise it is merged and every weight trains."""
+    return _load(path_or_spec, device, "float32" if dtype == "auto" else dtype, adapter, train_adapter)
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model an adapter folder names, if `path` is an adapter folder (``adapter_config.json``
+    and no ``config.json`` of its own); else None."""
+    folder = Path(os.path.expanduser(path))
+    if not (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file():
+        return None
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model: cannot read {folder / 'adapter_config.json'} ({_first_line(exc)})") from exc
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"model: {folder / 'adapter_config.json'} names no base_model_name_or_path")
+    return base
+
+
+def split_adapter(path_or_spec: str, adapter: str | None) -> tuple[str, str | None]:
+    """(base, adapter) for a model reference: an adapter folder stands for its base + itself."""
+    base = adapter_base(path_or_spec)
+    if base is None:
+        return path_or_spec, adapter
+    if adapter is not None:
+        raise ConfigError(f"model: {path_or_spec} is an adapter folder already; it takes no second adapter")
+    return base, path_or_spec
+
+
+def trainable_adapter(model: Any, adapter: str, base: str) -> Any:
+    """``model`` wrapped in the PEFT adapter folder ``adapter``, its LoRA weights trainable and the rest
+    frozen. Every folder saved from it (checkpoints, the final model) names ``base`` as its base, so
+    the folder alone is a model reference (`adapter_base`)."""
+    from peft import PeftModel
+
+    adapter_path = os.path.expanduser(adapter)
+    if not os.path.isdir(adapter_path):
+        raise FileNotFoundError(f"adapter folder not found: {adapter}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=True)
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = base
+    return peft_model
+
+
+def _portable(spec: str) -> str:
+    # A local base is recorded by absolute path: the adapter folder is read from other working dirs.
+    expanded = os.path.expanduser(spec)
+    return os.path.abspath(expanded) if os.path.isdir(expanded) else spec
 
 
 def merge_adapter(model: Any, adapter: str) -> Any:

@@ -87,6 +87,12 @@ def test_cross_field_validation():
         load_config(None, ["data.prompt_template=solve it"])
     with pytest.raises(ConfigError, match="base_url"):
         load_config(None, ["propose.proposer.kind=openai"])
+    with pytest.raises(ConfigError, match=r"model: Value error, train_adapter: there is no model\.adapter"):
+        load_config(None, ["model.train_adapter=true"])
+    with pytest.raises(ConfigError, match="train_adapter: the vllm engine"):
+        load_config(None, ["model.train_adapter=true", "model.adapter=/a", "model.engine=vllm"])
+    with pytest.raises(ConfigError, match=r"sft\.lora: model\.train_adapter already trains"):
+        load_config(None, ["model.train_adapter=true", "model.adapter=/a", "sft.lora={r: 8}"])
 
 
 def test_a_partial_warmup_train_keeps_the_warmups_other_settings():

@@ -69,7 +69,12 @@ def _perturbed_values(value, annotation):
 
 
 # Fields whose other values are valid only together with another field: set that one in the baseline.
-_BASELINE_NEEDS = {"propose.proposer.kind": {"base_url": "http://127.0.0.1:9/v1", "name": "proposer"}}
+# path -> (the section to set them in, the values).
+_BASELINE_NEEDS = {
+    "propose.proposer.kind": ("propose.proposer", {"base_url": "http://127.0.0.1:9/v1", "name": "proposer"}),
+    "model.train_adapter": ("model", {"adapter": "/adapter"}),
+    "propose.proposer.model.train_adapter": ("propose.proposer.model", {"adapter": "/adapter"}),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +92,12 @@ def perturbed(path: str) -> tuple[Config, Config]:
     """(baseline, config differing from it in `path` alone), both valid."""
     raw = Config().model_dump(mode="json")
     _materialise(raw, path)
-    raw["propose"]["proposer"].update(_BASELINE_NEEDS.get(path, {}))
+    if path in _BASELINE_NEEDS:
+        section, values = _BASELINE_NEEDS[path]
+        node = raw
+        for part in section.split("."):
+            node = node[part]
+        node.update(values)
     base = Config.model_validate(raw)
     parent = raw
     parts = path.split(".")

@@ -70,7 +70,9 @@ class HFGenerator:
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model
+        # A PEFT model (GRPO under model.train_adapter) injects its LoRA layers into the transformers
+        # model it wraps; the engine drives that one, whose body and head it reads directly.
+        self.model = model.get_base_model() if _is_peft_model(model) else model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
@@ -321,6 +323,14 @@ class HFGenerator:
 def _copy(c: Completion) -> Completion:
     """A completion that shares no list with ``c``: callers may edit their samples independently."""
     return replace(c, token_ids=list(c.token_ids), logprobs=None if c.logprobs is None else list(c.logprobs))
+
+
+def _is_peft_model(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # no PEFT installed: nothing can be a PEFT model
+        return False
+    return isinstance(model, PeftModel)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:

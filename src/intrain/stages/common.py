@@ -224,9 +224,9 @@ class RunContext:
 def build_generator(model: ModelConfig, path: str, adapter: str | None) -> Generator:
     if model.engine == "vllm":
         from intrain.engines.vllm import VLLMGenerator
-        from intrain.models import resolve_model_path
+        from intrain.models import adapter_base, resolve_model_path
 
-        if adapter:
+        if adapter or adapter_base(path):
             raise ValueError("model.adapter: merge the adapter into a checkpoint before using the vllm engine")
         return VLLMGenerator(
             resolve_model_path(path),

@@ -142,6 +142,7 @@ def train_stage(ctx: RunContext, label: str, inputs: StageInputs, targets: list[
         cfg.model.adapter,
         stage.path,
         keep_checkpoints=cfg.output.keep_checkpoints,
+        train_adapter=cfg.model.train_adapter,
     )
     counts.update(steps=result["steps"], first_loss=result["first_loss"], last_loss=result["last_loss"])
     if is_main_process():  # under `accelerate launch` every rank gets here; one writes

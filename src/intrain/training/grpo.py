@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import shutil
 from pathlib import Path
 from typing import Any, cast
 
@@ -183,7 +184,7 @@ def train_grpo(
         # checks the limit only after a step); the checkpoint already holds the final weights.
         _save_final_from_checkpoint(resume, target)
         return {"path": str(target), "steps": resumed_from, "resumed_from_step": resumed_from, "vllm": vllm}
-    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter)
+    model, tokenizer = load_for_training(init_model, device, model_cfg.dtype, init_adapter, model_cfg.train_adapter)
     args = grpo_args(
         rl,
         model_cfg,
@@ -242,7 +243,12 @@ def _save_final_from_checkpoint(checkpoint: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     state = PartialState()  # a process group across the launch's ranks, or a no-op in a plain run
-    if state.is_main_process:
+    if state.is_main_process and (checkpoint / "adapter_config.json").is_file():  # model.train_adapter
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copyfile(checkpoint / name, target / name)
+        AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True).save_pretrained(str(target))
+    elif state.is_main_process:
         model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype="auto", local_files_only=True)
         model.save_pretrained(str(target))
         AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True).save_pretrained(str(target))

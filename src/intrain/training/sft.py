@@ -70,11 +70,14 @@ def train_sft(
     output_dir: Path,
     merge_lora: bool = True,
     keep_checkpoints: int = 0,
+    train_adapter: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune `base_path` (+ merged `base_adapter`) on `rows`; save an HF folder at output_dir/model.
 
     Checkpoints go to output_dir/checkpoints every `sft.save_steps` steps and a re-run resumes from
     the newest complete one. With LoRA and merge_lora=False only the adapter is saved (output_dir/adapter).
+    With `train_adapter`, `base_adapter` itself trains and output_dir/model is an adapter folder that
+    names its base (`model.train_adapter`).
     TRL reports to the trackers registered for output_dir's run (output.report_to), if any.
     """
     from datasets import Dataset
@@ -86,7 +89,7 @@ def train_sft(
     device = pick_device(model_cfg.device)
     if device == "cuda":
         bind_cuda_device()  # each rank of a launch loads onto its own GPU, not all onto GPU 0
-    model, tokenizer = load_for_training(base_path, device, model_cfg.dtype, base_adapter)
+    model, tokenizer = load_for_training(base_path, device, model_cfg.dtype, base_adapter, train_adapter)
     tokenizer.padding_side = "right"
     accumulation = max(1, sft.effective_batch_size // (sft.per_device_batch_size * num_processes()))
     checkpoints = output_dir / "checkpoints"
@@ -138,7 +141,8 @@ def train_sft(
             cast("PreTrainedModel", merged).save_pretrained(str(target))
     else:
         target = output_dir / "model"
-        trainer.save_model(str(target))  # gathers ZeRO-3 / FSDP shards; rank 0 writes
+        # gathers ZeRO-3 / FSDP shards; rank 0 writes. A PeftModel (train_adapter) saves its adapter.
+        trainer.save_model(str(target))
     log = trainer.state.log_history
     if is_main_process():
         if target.name == "model":
