@@ -5,9 +5,9 @@ Usage: python bench/bench_grading.py [--n 2000]
 The baseline grades as per-item scripts do (the paper authors' grader among them): each item is
 judged in a fresh child process with a 10 s deadline. Children are forked, two at a time (one per
 core), from a parent that has already imported everything, so the baseline pays only the fork and the
-per-item work; they apply our grader's rules (a string match settles an item before math-verify), so
-both sides compute the same verdicts, which is asserted. Ours: the persistent worker pool. Prints one JSON
-object and writes it to bench/results/grading.json.
+per-item work; they apply our grader's rules (a string match, or two distinct integers, settle an item
+before math-verify), so both sides compute the same verdicts, which is asserted. Ours: the persistent
+worker pool. Prints one JSON object and writes it to bench/results/grading.json.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from intrain.grading import (
     MAX_ANSWER_CHARS,
     NO_ANSWER,
     PARSE_ERROR,
+    WRONG,
     Grader,
     _compare,
+    _distinct_integers,
     _same_string,
     extract_boxed,
 )
@@ -68,6 +70,8 @@ def _child(conn, gold: str, completion: str) -> None:
             reason = CORRECT
         elif len(answer) > MAX_ANSWER_CHARS:
             reason = PARSE_ERROR
+        elif _distinct_integers(gold, answer):
+            reason = WRONG
         else:
             reason = _compare(gold, answer)
     except Exception:

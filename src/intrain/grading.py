@@ -169,6 +169,18 @@ def _same_string(gold: str, answer: str) -> bool:
     return normalized != "" and normalized == normalize_answer(answer)
 
 
+# A plain integer in its one canonical spelling (no sign on 0, no leading zeros, no separators), short
+# enough that math-verify compares it exactly.
+_CANONICAL_INT_RE = re.compile(r"0|-?[1-9][0-9]{0,14}")
+
+
+def _distinct_integers(gold: str, answer: str) -> bool:
+    """Two different integers, each spelt canonically: unequal without math-verify. Most wrong
+    answers to integer-answer problems (the arithmetic family, AIME-style sets) look like this."""
+    a, b = normalize_answer(gold), normalize_answer(answer)
+    return a != b and _CANONICAL_INT_RE.fullmatch(a) is not None and _CANONICAL_INT_RE.fullmatch(b) is not None
+
+
 # ----------------------------------------------------------------------------- worker side
 # Only the functions below touch math-verify / SymPy, and only inside worker processes.
 
@@ -509,21 +521,26 @@ class Grader:
             raise ValueError(f"{len(completions)} completions but {len(golds)} golds")
         golds = [str(gold) for gold in golds]
         extracted = [extract_boxed(text) for text in completions]
-        # Settled here, without a worker: no box means no answer, and answers that match as
-        # normalised strings are equal without paying for math-verify's ANTLR parse (2-60 ms,
-        # the dominant cost), which is what most correct answers in RL batches look like.
+        # Settled here, without a worker: no box means no answer, answers that match as
+        # normalised strings are equal, and two distinct canonical integers are not, all without
+        # paying for math-verify's ANTLR parse (2-60 ms, the dominant cost); that is what most
+        # answers in RL batches on integer-answer problems look like.
         judged: dict[int, str] = {}
         payloads: dict[int, tuple[str, str]] = {}
+        over_long = 0
         for i, (gold, answer) in enumerate(zip(golds, extracted)):
             if answer is None or _same_string(gold, answer):
                 continue
             if len(answer) > MAX_ANSWER_CHARS:
                 judged[i] = PARSE_ERROR
+                over_long += 1
+            elif _distinct_integers(gold, answer):
+                judged[i] = WRONG
             else:
                 payloads[i] = (gold, answer)
-        if judged:
+        if over_long:
             with self._lock:  # stats are shared by concurrent grade calls
-                self.stats.over_long += len(judged)
+                self.stats.over_long += over_long
         judged.update(zip(payloads, self._run(list(payloads.values()))))
         return [
             Verdict(False, NO_ANSWER, None)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from intrain.grading import Grader, Verdict, extract_boxed, normalize_answer
+from intrain.grading import Grader, Verdict, _compare, _distinct_integers, extract_boxed, normalize_answer
 
 
 def boxed(answer: str) -> str:
@@ -256,6 +256,33 @@ def test_no_answer_and_string_matches_need_no_worker():
         )
         assert [v.reason for v in verdicts] == ["no_answer", "no_answer", "correct", "correct"]
         assert pool._pool == []  # workers start lazily, and only when there is work
+
+
+def test_distinct_canonical_integers_are_wrong_without_a_worker():
+    with Grader(workers=1) as pool:
+        verdicts = pool.grade([boxed("27"), boxed("-4"), boxed("$26$.")], ["26", "4", "27"])
+        assert [v.reason for v in verdicts] == ["wrong", "wrong", "wrong"]
+        assert pool._pool == []
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "decided"),
+    [
+        ("26", "27", True),
+        ("-3", "3", True),
+        ("0", "10", True),
+        ("7", "007", False),  # another spelling of 7: math-verify decides
+        ("0", "-0", False),
+        ("1,000", "1000", False),
+        ("1.5", "2", False),
+        ("10", "1" + "0" * 15, False),  # 16 digits: past what the shortcut takes
+        ("x", "3", False),
+    ],
+)
+def test_only_distinct_canonical_integers_skip_math_verify(gold: str, answer: str, decided: bool):
+    assert _distinct_integers(gold, answer) is decided
+    if decided:  # and math-verify agrees that they differ
+        assert _compare(gold, answer) == "wrong"
 
 
 def test_lengths_must_match(grader: Grader):
