@@ -176,9 +176,15 @@ _CANONICAL_INT_RE = re.compile(r"0|-?[1-9][0-9]{0,14}")
 
 def _distinct_integers(gold: str, answer: str) -> bool:
     """Two different integers, each spelt canonically: unequal without math-verify. Most wrong
-    answers to integer-answer problems (the arithmetic family, AIME-style sets) look like this."""
-    a, b = normalize_answer(gold), normalize_answer(answer)
+    answers to integer-answer problems (the arithmetic family, AIME-style sets) look like this.
+    Only `$`, surrounding space and a final period are dropped first: normalize_answer's unwrapping
+    would join "1\\text{2}" into "12", which math-verify reads otherwise."""
+    a, b = _bare(gold), _bare(answer)
     return a != b and _CANONICAL_INT_RE.fullmatch(a) is not None and _CANONICAL_INT_RE.fullmatch(b) is not None
+
+
+def _bare(text: str) -> str:
+    return text.strip().rstrip(".").strip().strip("$").strip()
 
 
 # ----------------------------------------------------------------------------- worker side

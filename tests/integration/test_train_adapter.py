@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -90,7 +89,10 @@ def test_grpo_continues_the_adapter_and_resaves_it(sft_adapter, policy_adapter, 
 
     cfg = make_config(tiny_model_dir, steps=2, save_steps=1)
     cfg = cfg.model_copy(
-        update={"model": cfg.model.model_copy(update={"adapter": str(policy_adapter), "train_adapter": True})}
+        update={
+            "model": cfg.model.model_copy(update={"adapter": str(policy_adapter), "train_adapter": True}),
+            "output": cfg.output.model_copy(update={"keep_checkpoints": 1}),
+        }
     )
     ctx = RunContext(cfg, tmp_path, _grader=ParityGrader())
     try:
@@ -106,13 +108,29 @@ def test_grpo_continues_the_adapter_and_resaves_it(sft_adapter, policy_adapter, 
 
     # Killed after the final checkpoint and before the model was saved: the checkpoint's adapter is it.
     checkpoint = stage.path / "checkpoints" / "checkpoint-2"
-    if not checkpoint.exists():  # pruned once the stage completed; rebuild one from the final folder
-        checkpoint.mkdir(parents=True)
-        for f in model.iterdir():
-            shutil.copy(f, checkpoint / f.name)
+    assert (checkpoint / "adapter_model.safetensors").is_file() and not (checkpoint / "model.safetensors").exists()
     target = tmp_path / "recovered"
     grpo._save_final_from_checkpoint(checkpoint, target)
     assert json.loads((target / "adapter_config.json").read_text())["base_model_name_or_path"] == os.path.abspath(
         tiny_model_dir
     )
     assert all(lora_weights(target)[k].equal(trained[k]) for k in trained)
+
+
+def test_the_engine_samples_from_the_adapted_policy_inside_training(sft_adapter, tiny_model_dir):
+    """GRPO hands the engine its PeftModel: the engine must decode with the LoRA layers in place."""
+    from intrain.engines import HFGenerator, Request, SamplingParams
+    from intrain.models import load_for_training
+
+    peft_model, tokenizer = load_for_training(
+        tiny_model_dir, "cpu", "float32", adapter=str(sft_adapter), train_adapter=True
+    )
+    merged, _ = load_model_and_tokenizer(str(sft_adapter), device="cpu")
+    base, _ = load_model_and_tokenizer(tiny_model_dir, device="cpu")
+    requests = [Request(prompt=f"What is {a} + 2?") for a in range(4)]
+    greedy = SamplingParams(temperature=0.0, max_tokens=12)
+
+    def tokens(model) -> list[list[int]]:
+        return [out[0].token_ids for out in HFGenerator(model, tokenizer).generate(requests, greedy)]
+
+    assert tokens(peft_model) == tokens(merged) != tokens(base)

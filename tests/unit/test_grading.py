@@ -277,6 +277,8 @@ def test_distinct_canonical_integers_are_wrong_without_a_worker():
         ("1.5", "2", False),
         ("10", "1" + "0" * 15, False),  # 16 digits: past what the shortcut takes
         ("x", "3", False),
+        ("1", "1\\text{2}", False),  # normalize_answer would join it into 12; math-verify reads 1
+        ("0", "\\mathrm{1}0", False),
     ],
 )
 def test_only_distinct_canonical_integers_skip_math_verify(gold: str, answer: str, decided: bool):
