@@ -4,9 +4,11 @@ A stage declares its inputs as a `StageInputs`: the config fields it reads (dott
 name stands for all its fields) and the upstream stages whose output it reads. Its fingerprint is a
 hash of exactly those fields' values, the upstream stages' own fingerprints (read from their
 manifests, so redoing `sample` invalidates `propose` and everything after it) and the explicit
-arguments of the call (the checkpoint an eval scores, an RL seed chosen by `compare`). Nothing else
-enters, so changing a field a stage does not read never redoes it, and changing one it reads always
-does. `NOT_STAGE_INPUTS` lists the fields no stage output depends on; a test walks every leaf of the
+arguments of the call (the checkpoint an eval scores, an RL seed chosen by `compare`). A few fields
+name files whose content is the real input (`CONTENT_INPUTS`: an adapter folder, a proposer
+template): a digest of that content enters too, so an adapter rebuilt in place or an edited template
+redoes what it fed. Nothing else enters, so changing a field a stage does not read never redoes it,
+and changing one it reads always does. `NOT_STAGE_INPUTS` lists the fields no stage output depends on; a test walks every leaf of the
 config and fails when a field is in neither place.
 """
 
@@ -182,13 +184,51 @@ def config_value(config: Config, path: str) -> Any:
 
 
 def fingerprint(inputs: StageInputs, config: Config, run_dir: Path | None, **arguments: Any) -> str:
-    """Hash of the declared config values, the upstream stages' fingerprints and the call's arguments."""
-    payload = {
+    """Hash of the declared config values, the content behind the declared ones that name files, the
+    upstream stages' fingerprints and the call's arguments."""
+    payload: dict[str, Any] = {
         "config": {path: _without(config_value(config, path), path) for path in inputs.config},
         "upstream": {name: upstream_hash(run_dir, name) for name in inputs.upstream},
         "arguments": arguments,
     }
+    contents = {
+        path: digest(value)
+        for path, digest in CONTENT_INPUTS.items()
+        if _declares(inputs, path) and (value := config_value(config, path)) is not None
+    }
+    if contents:  # absent otherwise, so stages that read no such file keep their fingerprints
+        payload["contents"] = contents
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _declares(inputs: StageInputs, path: str) -> bool:
+    return any(path == d or path.startswith(d + ".") for d in inputs.config)
+
+
+def _adapter_digest(folder: str) -> str | None:
+    # What PEFT loads from the folder; its model card and report may change without changing the model.
+    h = hashlib.sha256()
+    try:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            h.update((Path(os.path.expanduser(folder)) / name).read_bytes())
+    except OSError:
+        return None  # the loader says what is missing, when a stage gets to it
+    return h.hexdigest()[:16]
+
+
+def _template_digest(name_or_path: str) -> str | None:
+    from intrain.prompts import template_source
+
+    source = template_source(name_or_path)
+    return None if source is None else hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+# Config fields that name files whose content decides a stage's output -> how to digest that content.
+CONTENT_INPUTS = {
+    "model.adapter": _adapter_digest,
+    "propose.proposer.model.adapter": _adapter_digest,
+    "propose.template": _template_digest,
+}
 
 
 def _without(value: Any, path: str) -> Any:

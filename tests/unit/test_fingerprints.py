@@ -201,3 +201,44 @@ def test_rl_declares_its_inputs_by_data_mode(tmp_path):
     _finish(tmp_path, "filter", "bbb")
     after = [fingerprint(rl_inputs(c.rl), c, tmp_path) for c in configs]
     assert [b == a for b, a in zip(before, after, strict=True)] == [True, True, False]
+
+
+def test_the_content_behind_an_adapter_or_a_template_enters_the_fingerprint(tmp_path):
+    from intrain.fingerprints import PROPOSE, SAMPLE, SFT
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 4}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    template = tmp_path / "verify.jinja"
+    template.write_text("Check {{ attempt }}")
+    cfg = Config.model_validate({"model": {"adapter": str(adapter)}, "propose": {"template": str(template)}})
+
+    def prints() -> dict[str, str]:
+        return {
+            name: fingerprint(inputs, cfg, None)
+            for name, inputs in (("sample", SAMPLE), ("sft", SFT), ("propose", PROPOSE))
+        }
+
+    first = prints()
+    (adapter / "README.md").write_text("a model card")  # not what PEFT loads
+    assert prints() == first
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2")  # rebuilt in place, same path
+    rebuilt = prints()
+    assert all(rebuilt[name] != first[name] for name in first)
+    template.write_text("Check the attempt {{ attempt }}")  # only propose reads the template
+    edited = prints()
+    assert edited["propose"] != rebuilt["propose"]
+    assert (edited["sample"], edited["sft"]) == (rebuilt["sample"], rebuilt["sft"])
+
+
+def test_a_packaged_template_edited_between_releases_redoes_propose(monkeypatch):
+    import intrain.prompts
+    from intrain.fingerprints import PROPOSE, SAMPLE
+
+    plain = Config()  # propose.template: paper, a packaged one
+    before = fingerprint(PROPOSE, plain, None), fingerprint(SAMPLE, plain, None)
+    real = intrain.prompts.template_source
+    monkeypatch.setattr(intrain.prompts, "template_source", lambda name: real(name) + " (edited)")
+    assert fingerprint(PROPOSE, plain, None) != before[0]
+    assert fingerprint(SAMPLE, plain, None) == before[1]

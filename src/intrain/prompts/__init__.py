@@ -33,6 +33,19 @@ class ProposerTemplate:
         return self.solve is not None
 
 
+_PACKAGED = {"paper": ("paper_solve.jinja", "paper_verify.jinja"), "compact": ("compact.jinja",)}
+
+
+def template_source(name_or_path: str) -> str | None:
+    """The text of the template files `name_or_path` stands for (None: no such file), for fingerprints:
+    a packaged template edited between releases, or a user's file edited in place, is another input."""
+    files = [_HERE / f for f in _PACKAGED[name_or_path]] if name_or_path in _PACKAGED else [Path(name_or_path)]
+    try:
+        return "\n".join(f.read_text() for f in files)
+    except OSError:
+        return None
+
+
 def load_template(name_or_path: str) -> ProposerTemplate:
     if name_or_path == "paper":
         return ProposerTemplate(
