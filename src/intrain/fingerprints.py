@@ -8,8 +8,8 @@ arguments of the call (the checkpoint an eval scores, an RL seed chosen by `comp
 name files whose content is the real input (`CONTENT_INPUTS`: an adapter folder, a proposer
 template): a digest of that content enters too, so an adapter rebuilt in place or an edited template
 redoes what it fed. Nothing else enters, so changing a field a stage does not read never redoes it,
-and changing one it reads always does. `NOT_STAGE_INPUTS` lists the fields no stage output depends on; a test walks every leaf of the
-config and fails when a field is in neither place.
+and changing one it reads always does. `NOT_STAGE_INPUTS` lists the fields no stage output depends
+on; a test walks every leaf of the config and fails when a field is in neither place.
 """
 
 from __future__ import annotations
