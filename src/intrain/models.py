@@ -332,17 +332,28 @@ def trainable_adapter(model: Any, adapter: str, base: str) -> Any:
     """``model`` wrapped in the PEFT adapter folder ``adapter``, its LoRA weights trainable and the rest
     frozen. Every folder saved from it (checkpoints, the final model) names ``base`` as its base, so
     the folder alone is a model reference (`adapter_base`)."""
+    with _quiet_peft():
+        peft_model = _peft_model(model, adapter, trainable=True)
+    for config in peft_model.peft_config.values():
+        config.base_model_name_or_path = base
+    return peft_model
+
+
+def _peft_model(model: Any, adapter: str, trainable: bool) -> Any:
     from peft import PeftModel
 
     adapter_path = os.path.expanduser(adapter)
     if not os.path.isdir(adapter_path):
         raise FileNotFoundError(f"adapter folder not found: {adapter}")
+    return PeftModel.from_pretrained(model, adapter_path, is_trainable=trainable)
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    # PEFT reads transformers' deprecated `is_gradient_checkpointing` alias: nothing a user can act on.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
-        peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=True)
-    for config in peft_model.peft_config.values():
-        config.base_model_name_or_path = base
-    return peft_model
+        yield
 
 
 def _portable(spec: str) -> str:
@@ -353,16 +364,8 @@ def _portable(spec: str) -> str:
 
 def merge_adapter(model: Any, adapter: str) -> Any:
     """Merge a PEFT (LoRA) adapter directory into ``model`` and return the plain merged model."""
-    from peft import PeftModel
-
-    adapter_path = os.path.expanduser(adapter)
-    if not os.path.isdir(adapter_path):
-        raise FileNotFoundError(f"adapter folder not found: {adapter}")
-    with warnings.catch_warnings():
-        # PEFT reads transformers' deprecated `is_gradient_checkpointing` alias: nothing a user can act on.
-        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
-        peft_model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
-        merged = peft_model.merge_and_unload()
+    with _quiet_peft():
+        merged = _peft_model(model, adapter, trainable=False).merge_and_unload()
     # PEFT froze the base weights while wrapping them; the merged model is a plain model that SFT
     # and RL go on to train.
     merged.requires_grad_(True)
