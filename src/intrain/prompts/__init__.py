@@ -33,13 +33,20 @@ class ProposerTemplate:
         return self.solve is not None
 
 
-_PACKAGED = {"paper": ("paper_solve.jinja", "paper_verify.jinja"), "compact": ("compact.jinja",)}
+# Packaged templates: name -> (verify turn, solve turn or None). Loading and fingerprints both read this.
+_PACKAGED: dict[str, tuple[str, str | None]] = {
+    "paper": ("paper_verify.jinja", "paper_solve.jinja"),
+    "compact": ("compact.jinja", None),
+}
 
 
 def template_source(name_or_path: str) -> str | None:
     """The text of the template files `name_or_path` stands for (None: no such file), for fingerprints:
     a packaged template edited between releases, or a user's file edited in place, is another input."""
-    files = [_HERE / f for f in _PACKAGED[name_or_path]] if name_or_path in _PACKAGED else [Path(name_or_path)]
+    if name_or_path in _PACKAGED:
+        files = [_HERE / f for f in _PACKAGED[name_or_path] if f is not None]
+    else:
+        files = [Path(name_or_path)]
     try:
         return "\n".join(f.read_text() for f in files)
     except OSError:
@@ -47,12 +54,11 @@ def template_source(name_or_path: str) -> str | None:
 
 
 def load_template(name_or_path: str) -> ProposerTemplate:
-    if name_or_path == "paper":
+    if name_or_path in _PACKAGED:
+        verify, solve = _PACKAGED[name_or_path]
         return ProposerTemplate(
-            verify=_ENV.get_template("paper_verify.jinja"), solve=_ENV.get_template("paper_solve.jinja")
+            verify=_ENV.get_template(verify), solve=_ENV.get_template(solve) if solve is not None else None
         )
-    if name_or_path == "compact":
-        return ProposerTemplate(verify=_ENV.get_template("compact.jinja"), solve=None)
     path = Path(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"propose.template: {name_or_path} is neither 'paper', 'compact' nor a file")
