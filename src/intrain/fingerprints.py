@@ -6,9 +6,10 @@ hash of exactly those fields' values, the upstream stages' own fingerprints (rea
 manifests, so redoing `sample` invalidates `propose` and everything after it) and the explicit
 arguments of the call (the checkpoint an eval scores, an RL seed chosen by `compare`). A few fields
 name files whose content is the real input (`CONTENT_INPUTS`: an adapter folder, a proposer
-template): a digest of that content enters too, so an adapter rebuilt in place or an edited template
-redoes what it fed. Nothing else enters, so changing a field a stage does not read never redoes it,
-and changing one it reads always does. `NOT_STAGE_INPUTS` lists the fields no stage output depends
+template, a problem file or local dataset folder): a digest of that content enters too, so an adapter
+rebuilt in place, an edited template or a data file rewritten under the same name redoes what it
+fed. Nothing else enters, so changing a field a stage does not read never redoes it, and changing one
+it reads always does. `NOT_STAGE_INPUTS` lists the fields no stage output depends
 on; a test walks every leaf of the config and fails when a field is in neither place.
 """
 
@@ -223,11 +224,35 @@ def _template_digest(name_or_path: str) -> str | None:
     return None if source is None else hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+def _source_digest(source: Any) -> str | None:
+    # Problems read from a file or a local dataset folder. Generated problems (arithmetic) are fixed by their
+    # fields, and a hub dataset by its name: neither has a local file to read.
+    if not isinstance(source, dict):
+        return None  # rl.data: null or 'covered'
+    location = {"file": source.get("path"), "champ": source.get("path"), "hf": source.get("name")}.get(source["kind"])
+    if not location:
+        return None
+    root = Path(os.path.expanduser(location))
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
+    if not files:
+        return None  # a hub name, or a path the loader will report missing
+    h = hashlib.sha256()
+    for file in files:
+        h.update(file.relative_to(root).as_posix().encode())
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 # Config fields that name files whose content decides a stage's output -> how to digest that content.
 CONTENT_INPUTS = {
     "model.adapter": _adapter_digest,
     "propose.proposer.model.adapter": _adapter_digest,
     "propose.template": _template_digest,
+    "data.train": _source_digest,
+    "data.eval": _source_digest,
+    "rl.data": _source_digest,
 }
 
 
