@@ -195,6 +195,9 @@ class ProposerConfig(Section):
             raise ValueError("kind 'model' needs 'model'")
         if self.kind == "openai" and not (self.base_url and self.name):
             raise ValueError("kind 'openai' needs 'base_url' and 'name'")
+        if self.model is not None and self.model.train_adapter:
+            # SFT and RL train the policy; a separate proposer is only ever loaded for generation.
+            raise ValueError("model.train_adapter: the proposer is never trained; set it on the policy's model")
         return self
 
 

@@ -93,6 +93,9 @@ def test_cross_field_validation():
         load_config(None, ["model.train_adapter=true", "model.adapter=/a", "model.engine=vllm"])
     with pytest.raises(ConfigError, match=r"sft\.lora: model\.train_adapter already trains"):
         load_config(None, ["model.train_adapter=true", "model.adapter=/a", "sft.lora={r: 8}"])
+    proposer = ["propose.proposer.kind=model", "propose.proposer.model={path: /p, adapter: /a, train_adapter: true}"]
+    with pytest.raises(ConfigError, match=r"propose\.proposer: Value error, model\.train_adapter: the proposer"):
+        load_config(None, proposer)
 
 
 def test_a_partial_warmup_train_keeps_the_warmups_other_settings():

@@ -73,8 +73,9 @@ def _perturbed_values(value, annotation):
 _BASELINE_NEEDS = {
     "propose.proposer.kind": ("propose.proposer", {"base_url": "http://127.0.0.1:9/v1", "name": "proposer"}),
     "model.train_adapter": ("model", {"adapter": "/adapter"}),
-    "propose.proposer.model.train_adapter": ("propose.proposer.model", {"adapter": "/adapter"}),
 }
+# Leaves with a single valid value, which no config can perturb (tests/unit/test_config.py checks the refusal).
+_ONE_VALUE = {"propose.proposer.model.train_adapter": "the proposer is never trained: only false is valid"}
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +148,7 @@ def test_declarations_name_real_fields():
     assert all(e in sections for e in NOT_STAGE_INPUTS)
 
 
-@pytest.mark.parametrize("path", LEAVES)
+@pytest.mark.parametrize("path", [p for p in LEAVES if p not in _ONE_VALUE])
 def test_perturbing_a_field_moves_exactly_the_stages_that_declare_it(path):
     base, changed = perturbed(path)
     moved = {
@@ -242,3 +243,41 @@ def test_a_packaged_template_edited_between_releases_redoes_propose(monkeypatch)
     monkeypatch.setattr(intrain.prompts, "template_source", lambda name: real(name) + " (edited)")
     assert fingerprint(PROPOSE, plain, None) != before[0]
     assert fingerprint(SAMPLE, plain, None) == before[1]
+
+
+def test_a_problem_file_rewritten_under_the_same_name_redoes_the_stages_that_read_it(tmp_path):
+    from intrain.fingerprints import EVAL, PROPOSE, RL_SOURCE, SAMPLE
+
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "eval"
+    train.write_text('{"problem": "1+1", "answer": "2"}\n')
+    held_out.mkdir()  # a local dataset folder (`kind: hf` with a path)
+    (held_out / "data.jsonl").write_text('{"problem": "2+2", "answer": "4"}\n')
+    cfg = Config.model_validate(
+        {
+            "data": {"train": {"kind": "file", "path": str(train)}, "eval": {"kind": "hf", "name": str(held_out)}},
+            "rl": {"data": {"kind": "file", "path": str(train)}},
+        }
+    )
+
+    def prints() -> dict[str, str]:
+        stages = (("sample", SAMPLE), ("eval", EVAL), ("propose", PROPOSE), ("rl", RL_SOURCE))
+        return {name: fingerprint(inputs, cfg, None) for name, inputs in stages}
+
+    first = prints()
+    assert prints() == first
+    train.write_text('{"problem": "1+1", "answer": "3"}\n')  # a corrected answer, same file name
+    fixed = prints()
+    # eval declares data.train too: it scores the training problems when data.eval is null
+    assert [fixed[n] != first[n] for n in first] == [True, True, False, True]
+    (held_out / "data.jsonl").write_text('{"problem": "2+2", "answer": "5"}\n')
+    edited = prints()
+    assert [edited[n] != fixed[n] for n in first] == [False, True, False, False]
+
+
+def test_generated_and_hub_sources_have_no_content_to_digest():
+    from intrain.fingerprints import _source_digest
+
+    assert _source_digest({"kind": "arithmetic", "path": None}) is None
+    assert _source_digest({"kind": "hf", "name": "CMU-AIRe/InT-RL"}) is None
+    assert _source_digest({"kind": "file", "path": "/no/such/file.jsonl"}) is None  # the loader reports it
+    assert _source_digest("covered") is None and _source_digest(None) is None
