@@ -21,18 +21,9 @@ from pathlib import Path
 
 from _machine import machine
 
-from intrain.grading import (
-    CORRECT,
-    MAX_ANSWER_CHARS,
-    NO_ANSWER,
-    PARSE_ERROR,
-    WRONG,
-    Grader,
-    _compare,
-    _distinct_integers,
-    _same_string,
-    extract_boxed,
-)
+from intrain.grading import CORRECT, MAX_ANSWER_CHARS, NO_ANSWER, PARSE_ERROR, WRONG, Grader, extract_boxed
+from intrain.grading.answers import _distinct_integers, _same_string
+from intrain.grading.worker import _compare
 
 WORKERS = 2
 

@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from intrain.grading import Grader, Verdict, _compare, _distinct_integers, extract_boxed, normalize_answer
+from intrain.grading import Grader, Verdict, extract_boxed, normalize_answer
+from intrain.grading.answers import _distinct_integers
+from intrain.grading.worker import _compare
 
 
 def boxed(answer: str) -> str:

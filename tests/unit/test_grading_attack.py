@@ -194,7 +194,7 @@ def test_worker_sandbox_refuses_side_effects(tmp_path: Path):
     # worker's hardening, in a fresh interpreter standing in for a worker.
     code = f"""
 import os, socket, subprocess, sys
-from intrain.grading import _harden_worker
+from intrain.grading.worker import _harden_worker
 _harden_worker(None)
 canary = {str(tmp_path / "canary")!r}
 attempts = {{
