@@ -7,8 +7,16 @@ from tiny_configs import write_config
 from intrain.cli import main
 from intrain.data.arithmetic import generate_arithmetic
 from intrain.interventions import leaks_answer, parse_intervention, quote_substeps
+from intrain.steps import split_substeps
 from intrain.truth.arithmetic import first_wrong_substep
-from intrain.warmup import corrected_step, error_quote, synthetic_examples, target_text, with_plan
+from intrain.warmup import (
+    corrected_step,
+    error_quote,
+    first_computing_substep,
+    synthetic_examples,
+    target_text,
+    with_plan,
+)
 
 
 def test_synthetic_targets_parse_back_to_the_true_location():
@@ -141,3 +149,15 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert [p["examples_seen"] for p in curve] == [4 * s for s in range(1, steps + 1)]
     assert curve[-1]["location_accuracy"] == report["proposer_after"]["location_accuracy"]
     assert f"| {steps} | {4 * steps} | " in card
+    # The no-model bar: always naming the first substep with an equation, on the same held-out attempts.
+    naive = [
+        first_computing_substep([s.text for s in split_substeps(e["attempt"], "\n\n")]) == e["location"]
+        for e in examples["heldout"]
+    ]
+    assert report["proposer_after"]["first_computation_accuracy"] == sum(naive) / len(naive)
+    assert "always the first substep with an equation" in card
+
+
+def test_first_computing_substep_skips_prose():
+    assert first_computing_substep(["Let me think step by step.", "First, 2 + 3 = 5.", "Then 5 * 2 = 11."]) == 2
+    assert first_computing_substep(["Five and two.", "The answer is \\boxed{7}."]) is None
