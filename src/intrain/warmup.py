@@ -131,7 +131,7 @@ def error_quote(steps: list[str], location: int) -> str | None:
     return next((c for c in candidates if quote_substeps(c, steps) == [location]), None)
 
 
-def first_computing_substep(steps: list[str]) -> int | None:
+def first_equation_substep(steps: list[str]) -> int | None:
     """The 1-based index of the first substep that states an equation (None: none does)."""
     return next((i for i, step in enumerate(steps, 1) if find_equations(step)), None)
 
@@ -232,7 +232,7 @@ def evaluate_proposer(
         parse_intervention(out[0].text, p.shown_substeps, steps) for out, p, steps in zip(outputs, prompts, shown)
     ]
     ok = [(ex, r) for ex, r in zip(examples, parsed) if r.status == "ok"]
-    naive = [first_computing_substep(steps) == ex.location for ex, steps in zip(examples, shown)]
+    naive = [first_equation_substep(steps) == ex.location for ex, steps in zip(examples, shown)]
     by_origin = {}
     for origin in sorted({ex.origin for ex in examples}):
         subset = [(ex, r, hit) for ex, r, hit in zip(examples, parsed, naive) if ex.origin == origin]
@@ -241,7 +241,7 @@ def evaluate_proposer(
             "parse_rate": sum(r.status == "ok" for _, r, _ in subset) / len(subset),
             "location_accuracy": sum(r.status == "ok" and r.location == ex.location for ex, r, _ in subset)
             / len(subset),
-            "first_computation_accuracy": sum(hit for *_, hit in subset) / len(subset),
+            "first_equation_accuracy": sum(hit for *_, hit in subset) / len(subset),
         }
     return {
         "n": len(examples),
@@ -249,7 +249,7 @@ def evaluate_proposer(
         "location_accuracy": sum(r.location == ex.location for ex, r in ok) / max(1, len(examples)),
         # What a proposer scores that always names the first substep with an equation, reading nothing:
         # the bar a location accuracy has to clear to show that the proposer checks the arithmetic.
-        "first_computation_accuracy": sum(naive) / max(1, len(examples)),
+        "first_equation_accuracy": sum(naive) / max(1, len(examples)),
         # parse_intervention sets `content` on every "ok" result, so the `is not None` drops nothing.
         "leak_rate_among_parsed": sum(
             leaks_answer(r.content, ex.problem.answer) for ex, r in ok if r.content is not None
@@ -431,9 +431,9 @@ def model_card(report: dict[str, Any], cfg: Config) -> str:
 
     def naive(block: dict[str, Any]) -> str:
         origins = ", ".join(
-            f"{origin} {b['first_computation_accuracy']:.2f}" for origin, b in sorted(block["by_origin"].items())
+            f"{origin} {b['first_equation_accuracy']:.2f}" for origin, b in sorted(block["by_origin"].items())
         )
-        return f"- / {block['first_computation_accuracy']:.2f} ({origins})"
+        return f"- / {block['first_equation_accuracy']:.2f} ({origins})"
 
     def solving(block: dict[str, Any]) -> str:
         ks = sorted(int(k.split("@")[1]) for k in block if k.startswith("pass@"))

@@ -12,7 +12,7 @@ from intrain.truth.arithmetic import first_wrong_substep
 from intrain.warmup import (
     corrected_step,
     error_quote,
-    first_computing_substep,
+    first_equation_substep,
     synthetic_examples,
     target_text,
     with_plan,
@@ -151,13 +151,13 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     assert f"| {steps} | {4 * steps} | " in card
     # The no-model bar: always naming the first substep with an equation, on the same held-out attempts.
     naive = [
-        first_computing_substep([s.text for s in split_substeps(e["attempt"], "\n\n")]) == e["location"]
+        first_equation_substep([s.text for s in split_substeps(e["attempt"], "\n\n")]) == e["location"]
         for e in examples["heldout"]
     ]
-    assert report["proposer_after"]["first_computation_accuracy"] == sum(naive) / len(naive)
+    assert report["proposer_after"]["first_equation_accuracy"] == sum(naive) / len(naive)
     assert "always the first substep with an equation" in card
 
 
-def test_first_computing_substep_skips_prose():
-    assert first_computing_substep(["Let me think step by step.", "First, 2 + 3 = 5.", "Then 5 * 2 = 11."]) == 2
-    assert first_computing_substep(["Five and two.", "The answer is \\boxed{7}."]) is None
+def test_first_equation_substep_skips_prose():
+    assert first_equation_substep(["Let me think step by step.", "First, 2 + 3 = 5.", "Then 5 * 2 = 11."]) == 2
+    assert first_equation_substep(["Five and two.", "The answer is \\boxed{7}."]) is None
