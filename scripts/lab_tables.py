@@ -8,7 +8,7 @@ Every run below is an ordinary intrain run directory; this script only fans them
 GPU holds dozens of 2.5M-parameter runs) and gathers them:
 
 0. lab (without --lab-model): `intrain lab pretrain` and `intrain lab hard-split` with the packaged
-   `lab-tiny` config, its train and eval candidates widened to 1,024 problems each (all left out of
+   `lab-tiny` config, its train and eval candidates widened to 2,048 problems each (all left out of
    pretraining): the lab model and the problems it fails on all of 8 samples;
 1. prep: sample the hard training problems and evaluate the policy on the hard held-out problems;
 2. variants, one process each in a copy of the prep run: InT with the oracle at location noise 0 (the
@@ -45,7 +45,7 @@ FULL = dict(
     sample_n=8,
     eval_n=16,
     ks=[1, 4, 16],
-    max_attempts=512,
+    max_attempts=1024,
     filter_n=8,
     sft_lr=5e-5,
     rl_lr=5e-5,
@@ -55,7 +55,7 @@ FULL = dict(
     dose_seeds=[0, 1],
     table2_seeds=[0],
     easy_size=1024,
-    candidates=1024,
+    candidates=2048,
     split_batch_size=1024,
     easy_lrs=[2e-5, 5e-5, 1e-4],
     precision_attempts=200,

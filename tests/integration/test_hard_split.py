@@ -52,7 +52,7 @@ def test_hard_problems_are_those_with_no_correct_sample(tmp_path, tiny_model_dir
     finally:
         ctx.close()
     assert summary["train"] == {"problems": 5, "k": 4, "hard": 3, "solved": 2}
-    assert summary["eval"] == {"problems": 3, "k": 4, "hard": 2, "solved": 1}
+    assert summary["eval"] == {"problems": 3, "k": 4, "hard": 2, "solved": 1, "dropped_in_train": 0}
     assert all(n == 4 for n in scripted.seen.values())  # K samples per problem, whatever sample.n says
 
     path = tmp_path / "run" / "lab-hard-train" / hard_split.HARD_FILE
@@ -61,6 +61,25 @@ def test_hard_problems_are_those_with_no_correct_sample(tmp_path, tiny_model_dir
     assert hard[0].reference_solution == train[1].reference_solution and hard[0].source == "arithmetic"
     eval_rows = [json.loads(line) for line in (tmp_path / "run" / "lab-hard-eval" / "hard.jsonl").open()]
     assert [r["id"] for r in eval_rows] == [evals[0].id, evals[2].id]
+
+
+def test_a_held_out_problem_that_is_also_a_training_problem_is_left_out(tmp_path, tiny_model_dir):
+    # Same generator and seed: the eval set's first 2 problems are the training set's 2.
+    config = load_config(
+        write_config(tmp_path, tiny_model_dir, lab={"hard_k": 2}, sample={"max_tokens": 4}),
+        ["data.train.size=2", "data.eval.size=4", "data.eval.seed=11"],
+    )
+    ctx = RunContext(config, tmp_path / "run")
+    train_texts = {p.problem for p in ctx.problems("train")}
+    unseen = [p for p in ctx.problems("eval") if p.problem not in train_texts]
+    try:
+        summary = hard_split.run(ctx)
+    finally:
+        ctx.close()
+    assert len(unseen) == 2
+    assert summary["eval"] == {"problems": 2, "k": 2, "hard": 2, "solved": 0, "dropped_in_train": 2}
+    eval_rows = [json.loads(line) for line in (tmp_path / "run" / "lab-hard-eval" / "hard.jsonl").open()]
+    assert not {r["problem"] for r in eval_rows} & train_texts
 
 
 def test_cli_runs_it_and_a_rerun_reuses_it(tmp_path, tiny_model_dir, capsys):

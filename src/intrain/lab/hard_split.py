@@ -41,6 +41,12 @@ def split_stage(ctx: RunContext, split: str) -> Stage:
     if stage.complete:
         return stage
     problems = ctx.problems(split)
+    in_train = 0
+    if split == "eval":
+        # A held-out hard problem must be unseen: generated families can draw the same problem for both splits.
+        train_texts = {p.problem for p in ctx.problems("train")}
+        kept = [p for p in problems if p.problem not in train_texts]
+        in_train, problems = len(problems) - len(kept), kept
     sampling = cfg.sample.model_copy(update={"n": cfg.lab.hard_k})
     timings = write_rollouts(ctx, stage, problems, sampling, f"hard-split {split}")
     solved: dict[str, int] = defaultdict(int)
@@ -59,5 +65,7 @@ def split_stage(ctx: RunContext, split: str) -> Stage:
     ]
     stage.write_text(HARD_FILE, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     counts = {"problems": len(problems), "k": cfg.lab.hard_k, "hard": len(hard), "solved": len(problems) - len(hard)}
+    if split == "eval":
+        counts["dropped_in_train"] = in_train
     stage.finish(counts, timings)
     return stage
