@@ -1,7 +1,8 @@
 """The lab's Tables 2 and 4 and the oracle dose-response on the lab model, every RL run at once.
 
-    python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (GPU: ~8 minutes)
+    python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (H100: ~12 minutes)
     python scripts/lab_tables.py run --lab-model M --hard-train F --hard-eval F --out OUT --quick --device cpu
+    python scripts/lab_tables.py gather OUT [--work W]                 # the tables again from finished jobs
     python scripts/lab_tables.py report OUT                            # OUT/lab_tables.md, anywhere
 
 Every run below is an ordinary intrain run directory; this script only fans them out as processes (one
@@ -18,8 +19,9 @@ GPU holds dozens of 2.5M-parameter runs) and gathers them:
 3. RL: every (variant, arm, seed) in its own copy: `intrain compare` for that arm and seed (GRPO from
    the variant's checkpoint, then eval), in parallel; plus plain RL on the easy (unfiltered) split, to
    show that this RL budget moves the reward where there is signal;
-4. gather: each table's arms are copied into one run and `compare` summarises them (pass@k, paired
-   bootstrap CIs against `rl`, RL curves). It recomputes nothing: every stage is complete.
+4. gather: each table's arms are copied into one run and `compare` summarises them from the jobs' own
+   compare.json (pass@k, paired bootstrap CIs against `rl`, RL curves). It reads records only, so
+   `gather` can redo it anywhere on a work folder whose run was cut short, over the jobs that finished.
 
 Each process runs in its own folder with the relative run dir `run`, so checkpoint paths, and with them
 the stages' fingerprints, are the same in every copy. Writes OUT/lab_tables.md, OUT/lab_tables.json and
@@ -237,6 +239,46 @@ def copy_stages(source: Path, target: Path, prefixes: tuple[str, ...]) -> None:
             shutil.copytree(stage, target / "run" / stage.name, symlinks=True)
 
 
+def gather(work: Path, result: dict[str, Any]) -> None:
+    """One run per table in WORK/gather-<variant>: the variant's starting run plus the stages of every
+    finished RL job of its arms (and plain RL's), summarised by `compare` from the jobs' own
+    compare.json. Reads records only (no model, no device), so it runs anywhere the work folder is."""
+    from intrain import compare
+    from intrain.config import Config
+    from intrain.stages.common import RunContext
+
+    specs = [json.loads(p.read_text()) for p in sorted(work.glob("*/spec.json"))]
+    specs = [s for s in specs if not s["name"].startswith("gather-")]
+    finished = [s for s in specs if (work / s["name"] / "done").exists()]
+    result["failed"] = [s["name"] for s in specs if s not in finished]
+    rl_jobs = [s for s in finished if s["action"] == "compare" and "variant" in s]
+    for init in (s for s in finished if s["action"] == "init"):
+        variant = init["name"].removeprefix("init-")
+        arms = ["rl", "sft_reference", "int"] if variant == "main" else ["rl", "int"]
+        jobs = [s for s in rl_jobs if s["arm"] in arms and (s["arm"] == "rl" or s["variant"] == variant)]
+        if not any(job["arm"] != "rl" for job in jobs):  # plain RL alone is no table
+            continue
+        gathered = work / f"gather-{variant}"
+        if gathered.exists():
+            shutil.rmtree(gathered)
+        shutil.copytree(work / init["name"] / "run", gathered / "run", symlinks=True)
+        for job in jobs:
+            copy_stages(work / job["name"], gathered, (f"rl-{job['arm']}-", f"eval-{job['arm']}-"))
+        table = compare.merge_tables(
+            [json.loads((work / job["name"] / "run" / "compare.json").read_text())["arms"] for job in jobs]
+        )
+        ctx = RunContext(Config.model_validate(init["config"]), gathered / "run")
+        try:
+            summary = compare.write_table(ctx, table)
+        finally:
+            ctx.close()
+        result["tables"][variant] = summary | {"_counts": stage_counts(gathered / "run")}
+    result["easy_rl"] = {s["lr"]: easy_rl_curve(work / s["name"] / "run") for s in finished if "lr" in s}
+    precision = work / "precision" / "run" / "lab-filter-precision" / "filter_precision.json"
+    if precision.exists():
+        result["filter_precision"] = json.loads(precision.read_text())
+
+
 def orchestrate(args: argparse.Namespace) -> int:
     sizes = dict(QUICK if args.quick else FULL)
     if args.jobs:
@@ -287,6 +329,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             tar.add(lab_run / "lab-model", arcname="lab-model")
             for s in ("train", "eval"):
                 tar.add(lab_run / f"lab-hard-{s}" / "hard.jsonl", arcname=f"hard-{s}.jsonl")
+        save_result(out, result)
     main_config = base_config(args, sizes)
     configs = {"main": main_config} | {v: with_overrides(main_config, o) for v, o in VARIANTS.items()}
     easy = with_overrides(
@@ -335,45 +378,33 @@ def orchestrate(args: argparse.Namespace) -> int:
                 name = f"rl-{variant}-{arm}-s{seed}"
                 runs.append({"name": name, "folder": jobs.folder(name, copy_of=source), "action": "compare"})
                 runs[-1] |= {"arms": [arm], "config": config, "variant": variant, "arm": arm, "seed": seed}
-    finished = jobs.run(runs, "rl", deadline)
+    jobs.run(runs, "rl", deadline)
+    save_result(out, result)
 
-    # 4. gather: one run per table, `compare` over whatever finished (seeds every arm has)
-    result["failed"] = [s["name"] for s in phase1 + finished if not s["ok"]]
-    done = [s for s in finished if s["ok"] and "variant" in s]
-    gathers = []
-    for variant, folder in ready.items():
-        arms = ["rl", "sft_reference", "int"] if variant == "main" else ["rl", "int"]
-        gathered = work / f"gather-{variant}"
-        shutil.copytree(folder / "run", gathered / "run", symlinks=True)
-        seeds: dict[str, list[int]] = {}
-        for spec in done:
-            if spec["arm"] == "rl" or spec["variant"] == variant:
-                copy_stages(Path(spec["folder"]), gathered, (f"rl-{spec['arm']}-", f"eval-{spec['arm']}-"))
-                seeds.setdefault(spec["arm"], []).append(spec["seed"])
-        present = [a for a in arms if seeds.get(a)]
-        if not present:
-            continue
-        # compare would train a seed an arm lacks: keep the seeds every arm has
-        common = sorted(set.intersection(*(set(seeds[a]) for a in present)))
-        config = with_overrides(configs[variant], {"compare.seeds": common})
-        gathers.append({"name": f"gather-{variant}", "folder": str(gathered), "action": "compare", "arms": present})
-        gathers[-1] |= {"config": config, "variant": variant}
-    for spec in jobs.run(gathers, "gather", time.time() + args.gather_s):
-        run_dir = Path(spec["folder"]) / "run"
-        if spec["ok"]:
-            table = json.loads((run_dir / "compare.json").read_text())["summary"]
-            result["tables"][spec["variant"]] = table | {"_counts": stage_counts(run_dir)}
-    result["easy_rl"] = {
-        spec["lr"]: easy_rl_curve(Path(spec["folder"]) / "run") for spec in finished if spec["ok"] and "lr" in spec
-    }
-    precision = work / "precision" / "run" / "lab-filter-precision" / "filter_precision.json"
-    if precision.exists():
-        result["filter_precision"] = json.loads(precision.read_text())
+    # 4. gather (reads what the jobs left on disk, so `gather` can redo it on a run that was cut short)
+    t0 = time.time()
+    gather(work, result)
+    result["wall_s"]["gather"] = round(time.time() - t0, 1)
     result["wall_s"]["total"] = round(time.time() - t_start, 1)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lab_tables.json").write_text(json.dumps(result, indent=2, default=str))
+    save_result(out, result)
     archive(work, out / "lab_runs.tar.gz")
     print(f"[lab] total {result['wall_s']['total']} s; {out / 'lab_tables.json'}", flush=True)
+    return 0
+
+
+def save_result(out: Path, result: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lab_tables.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+def regather(out: Path, work: Path) -> int:
+    """`gather OUT`: the tables again from the jobs that finished, e.g. after the run was cut short."""
+    result = json.loads((out / "lab_tables.json").read_text())
+    result["tables"] = {}
+    gather(work, result)
+    save_result(out, result)
+    archive(work, out / "lab_runs.tar.gz")
+    print(f"[lab] gathered {', '.join(result['tables']) or 'nothing'}; failed: {result['failed']}", flush=True)
     return 0
 
 
@@ -412,14 +443,16 @@ def easy_rl_curve(run: Path) -> dict[str, Any]:
 
 
 def archive(work: Path, target: Path) -> None:
-    """Every gathered run and the easy RL run, without model weights or checkpoints."""
+    """Every gathered run, each variant's starting run and the easy RL runs, without model weights or
+    checkpoints."""
 
     def skip_weights(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
         parts = Path(info.name).parts
         return None if "model" in parts or "checkpoints" in parts else info
 
     with tarfile.open(target, "w:gz") as tar:
-        for folder in sorted(work.glob("gather-*")) + sorted(work.glob("easy-rl-*")) + [work / "precision"]:
+        folders = [*sorted(work.glob("gather-*")), *sorted(work.glob("init-*")), *sorted(work.glob("easy-rl-*"))]
+        for folder in [*folders, work / "precision"]:
             if folder.exists():
                 tar.add(folder / "run", arcname=folder.name, filter=skip_weights)
 
@@ -448,10 +481,12 @@ def report(out: Path) -> str:
 
     def per_problem(variant: str, arm: str, k: int, when: str = "rl") -> dict[str, float]:
         run = runs / f"gather-{variant}"
+        if not run.exists():  # its RL did not finish: the starting run alone
+            run = runs / f"init-{variant}"
         if when == "sft":
             names = [f"eval-{arm}-sft"]
         else:
-            names = [p.name for p in sorted(run.glob(f"eval-{arm}-s*"))]
+            names = [p.name for p in sorted(run.glob(f"eval-{arm}-s[0-9]*"))]
         names = [n for n in names if (run / n / "manifest.json").exists()]
         return per_problem_pass_at_k(run, names, k) if names else {}
 
@@ -472,23 +507,27 @@ def report(out: Path) -> str:
     rows = [("int (noise 0)", "main")] + [(f"noise {v[5:]}", v) for v in VARIANTS if v.startswith("noise")]
     rows += [(v, v) for v in VARIANTS if v.startswith("t2-")]
     header = (
-        f"| variant | seeds | kept / interventions | SFT rows | pass@{k_lo} after SFT | pass@{k_lo} after RL "
-        f"| pass@{k_hi} after RL | Δ pass@{k_lo} vs rl | Δ pass@{k_lo} vs int (noise 0) |"
+        f"| variant | RL seeds | kept / interventions | SFT rows | pass@{k_lo} after SFT "
+        f"| Δ pass@{k_lo} after SFT vs int (noise 0) | pass@{k_lo} after RL | pass@{k_hi} after RL "
+        f"| Δ pass@{k_lo} vs rl | Δ pass@{k_lo} vs int (noise 0) |"
     )
-    lines += ["## Dose-response and Table 2 (the `int` arm of each variant)", "", header, "|" + "---|" * 9]
-    reference = per_problem("main", "int", k_lo)
+    lines += ["## Dose-response and Table 2 (the `int` arm of each variant)", "", header, "|" + "---|" * 10]
+    reference, reference_sft = per_problem("main", "int", k_lo), per_problem("main", "int", k_lo, "sft")
     control = per_problem("main", "rl", k_lo)
     for label, variant in rows:
-        if variant not in tables or "int" not in tables[variant]:
-            lines.append(f"| {label} | not run | | | | | | | |")
+        if variant in tables and "int" in tables[variant]:
+            counts, seeds = tables[variant]["_counts"], ",".join(map(str, tables[variant]["int"]["seeds"]))
+        elif (runs / f"init-{variant}").exists():
+            counts, seeds = stage_counts(runs / f"init-{variant}"), "none finished"
+        else:
+            lines.append(f"| {label} | not run | | | | | | | | |")
             continue
-        counts = tables[variant]["_counts"]
         filt, sft = counts.get("filter") or {}, counts.get("sft") or {}
-        after = per_problem(variant, "int", k_lo)
+        after, after_sft = per_problem(variant, "int", k_lo), per_problem(variant, "int", k_lo, "sft")
         lines.append(
-            f"| {label} | {','.join(map(str, tables[variant]['int']['seeds']))} "
-            f"| {filt.get('kept', '-')} / {filt.get('candidates', '-')} | {sft.get('sft_rows', '-')} "
-            f"| {cell(per_problem(variant, 'int', k_lo, 'sft'))} | {cell(after)} "
+            f"| {label} | {seeds} | {filt.get('kept', '-')} / {filt.get('candidates', '-')} "
+            f"| {sft.get('sft_rows', '-')} | {cell(after_sft)} "
+            f"| {'-' if variant == 'main' else diff(after_sft, reference_sft)} | {cell(after)} "
             f"| {cell(per_problem(variant, 'int', k_hi))} | {diff(after, control)} "
             f"| {'-' if variant == 'main' else diff(after, reference)} |"
         )
@@ -528,16 +567,21 @@ def main() -> int:
     run.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     run.add_argument("--jobs", type=int, help="processes at a time")
     run.add_argument("--budget-s", type=float, default=1e9, help="kill what still runs after this many seconds")
-    run.add_argument("--gather-s", type=float, default=300, help="time allowed to the gathering compares")
     run.add_argument("--quick", action="store_true", help="CPU-sized")
     tables = sub.add_parser("report", help="OUT/lab_tables.md from a finished OUT")
     tables.add_argument("out")
+    again = sub.add_parser("gather", help="the tables again from the finished jobs in OUT/work (or --work)")
+    again.add_argument("out")
+    again.add_argument("--work", help="the run's work folder (default OUT/work)")
     work = sub.add_parser("worker", help="(internal) one process of the experiment")
     work.add_argument("spec")
     args = parser.parse_args()
     if args.command == "report":
         print(report(Path(args.out)))
         return 0
+    if args.command == "gather":
+        out = Path(args.out).resolve()
+        return regather(out, Path(args.work).resolve() if args.work else out / "work")
     return worker(args.spec) if args.command == "worker" else orchestrate(args)
 
 

@@ -105,13 +105,44 @@ def run(ctx: RunContext, arms: list[str]) -> dict[str, Any]:
             entry["eval"].append(_eval_json(evaluated))
             entry["stages"] += [trained.name, evaluated.name]
         table[arm] = entry
-    summary = summarize(ctx, table, cfg.eval.ks)
+    return write_table(ctx, table)
+
+
+def write_table(ctx: RunContext, table: dict[str, Any]) -> dict[str, Any]:
+    """Summarise `table` (compare.json's "arms") over the run's stages; write compare.json, compare.md
+    and the RL curves. Reads records only, so it needs no model."""
+    summary = summarize(ctx, table, ctx.config.eval.ks)
     atomic_write_json(ctx.run_dir / "compare.json", {"arms": table, "summary": summary})
-    markdown = compare_markdown(summary, cfg.eval.ks)
+    markdown = compare_markdown(summary, ctx.config.eval.ks)
     atomic_write_text(ctx.run_dir / "compare.md", markdown)
     plot_rl_curves(ctx.run_dir, table)
     console.print(markdown)
     return summary
+
+
+def merge_tables(tables: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table from the "arms" of compare.json files that ran other arms or seeds from the same
+    starting run (each (arm, seed) in its own process, say). Seeds come out sorted; a seed two files
+    both ran counts once."""
+    merged: dict[str, Any] = {}
+    for table in tables:
+        for arm, entry in table.items():
+            if arm == "base":
+                merged.setdefault(arm, entry)
+                continue
+            target = merged.setdefault(arm, {**entry, "seeds": [], "eval": [], "rl": [], "stages": []})
+            for i, seed in enumerate(entry["seeds"]):
+                if seed not in target["seeds"]:
+                    target["seeds"].append(seed)
+                    target["eval"].append(entry["eval"][i])
+                    target["rl"].append(entry["rl"][i])
+            target["stages"] += [name for name in entry["stages"] if name not in target["stages"]]
+    for arm, entry in merged.items():
+        if arm != "base" and entry["seeds"]:
+            order = sorted(range(len(entry["seeds"])), key=entry["seeds"].__getitem__)
+            for key in ("seeds", "eval", "rl"):
+                entry[key] = [entry[key][i] for i in order]
+    return merged
 
 
 def _eval_json(stage) -> dict[str, Any]:

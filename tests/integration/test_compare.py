@@ -6,8 +6,11 @@ import statistics
 import pytest
 from tiny_configs import write_config
 
+from intrain import compare
 from intrain.cli import main
+from intrain.config import load_config
 from intrain.records import Rollout
+from intrain.stages.common import RunContext
 from intrain.store import read_stage_records
 
 
@@ -82,3 +85,21 @@ def test_compare_all_arms(tmp_path, tiny_model_dir, scripted, capsys):
     assert summary["sft_reference"]["entropy_at_rl_start"] != summary["base"]["entropy_at_rl_start"]
     assert (run / "rl_curves.png").exists()
     assert "| int |" in (run / "compare.md").read_text()
+
+    # The same table from one compare.json per (arm, seed), as the lab gathers runs made in parallel.
+    arms = result["arms"]
+    pieces = []
+    for arm, entry in arms.items():
+        for i, seed in enumerate(entry["seeds"]):
+            others = tuple(f"-s{s}" for s in entry["seeds"] if s != seed)
+            own = [name for name in entry["stages"] if not name.endswith(others)] if others else entry["stages"]
+            pieces.append({"base": arms["base"], arm: {**entry, "seeds": [seed], "eval": [entry["eval"][i]]}})
+            pieces[-1][arm] |= {"rl": [entry["rl"][i]], "stages": own}
+    assert compare.merge_tables(pieces) == arms
+    backwards = compare.merge_tables(pieces[::-1])
+    assert all(backwards[a]["seeds"] == arms[a]["seeds"] and backwards[a]["eval"] == arms[a]["eval"] for a in arms)
+    ctx = RunContext(load_config(path), run)
+    try:
+        assert json.loads(json.dumps(compare.summarize(ctx, compare.merge_tables(pieces), [1, 2]))) == summary
+    finally:
+        ctx.close()
