@@ -1,6 +1,7 @@
 """Each stage's fingerprint moves with exactly the config fields it declares."""
 
 import json
+import os
 import sys
 import types
 import typing
@@ -281,3 +282,29 @@ def test_generated_and_hub_sources_have_no_content_to_digest():
     assert _source_digest({"kind": "hf", "name": "CMU-AIRe/InT-RL"}) is None
     assert _source_digest({"kind": "file", "path": "/no/such/file.jsonl"}) is None  # the loader reports it
     assert _source_digest("covered") is None and _source_digest(None) is None
+
+
+def test_a_large_data_source_is_read_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    import intrain.fingerprints as fp
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"problem": "1+1", "answer": "2"}\n')
+    source = {"kind": "file", "path": str(data)}
+    stamp = data.stat().st_mtime_ns
+
+    def rewrite_keeping_stamp(text: str) -> None:
+        data.write_text(text)
+        os.utime(data, ns=(stamp, stamp))
+
+    first = fp._source_digest(source)
+    rewrite_keeping_stamp('{"problem": "1+1", "answer": "3"}\n')  # same size, same mtime
+    small = fp._source_digest(source)
+    assert small != first  # below the threshold every call reads the bytes
+
+    monkeypatch.setattr(fp, "MEMO_MIN_BYTES", 0)
+    monkeypatch.setattr(fp, "_SOURCE_DIGESTS", {})
+    remembered = fp._source_digest(source)
+    rewrite_keeping_stamp('{"problem": "1+1", "answer": "2"}\n')
+    assert fp._source_digest(source) == remembered  # size and mtime unchanged: not read again
+    data.write_text('{"problem": "1+1", "answer": "22"}\n')  # size changed
+    assert fp._source_digest(source) not in (remembered, first)
