@@ -248,7 +248,6 @@ def gather(work: Path, result: dict[str, Any]) -> None:
     from intrain.stages.common import RunContext
 
     specs = [json.loads(p.read_text()) for p in sorted(work.glob("*/spec.json"))]
-    specs = [s for s in specs if not s["name"].startswith("gather-")]
     finished = [s for s in specs if (work / s["name"] / "done").exists()]
     result["failed"] = [s["name"] for s in specs if s not in finished]
     rl_jobs = [s for s in finished if s["action"] == "compare" and "variant" in s]

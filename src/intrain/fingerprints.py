@@ -236,7 +236,8 @@ def _source_digest(source: Any) -> str | None:
     files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else []
     if not files:
         return None  # a hub name, or a path the loader will report missing
-    stats = [(f.relative_to(root).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    names = [f.relative_to(root).as_posix() for f in files]
+    stats = [(name, (st := f.stat()).st_size, st.st_mtime_ns) for name, f in zip(names, files)]
     # Every stage of a run fingerprints its data, and a dataset folder can hold GBs: a large one is read once
     # per process unless a file's size or modification time changed. Small ones are read every time, since a
     # rewrite within one clock tick of the file system keeps the modification time.
@@ -244,8 +245,8 @@ def _source_digest(source: Any) -> str | None:
     if key in _SOURCE_DIGESTS:
         return _SOURCE_DIGESTS[key]
     h = hashlib.sha256()
-    for file in files:
-        h.update(file.relative_to(root).as_posix().encode())
+    for name, file in zip(names, files):
+        h.update(name.encode())
         with file.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
