@@ -3,7 +3,7 @@
     python bench/run_all.py          # `make bench`: grading, engine, sampler, prefix, decode and the demo
     python bench/run_all.py --all    # also the grader under attack (~25 min more)
 
-Run by hand, as they need an argument or a long slot: bench_sft_packing.py, bench_waves.py RUN_DIR and
+Run by hand, as they need an argument or a long slot: bench_sft_packing.py, bench_int8.py, bench_waves.py RUN_DIR and
 bench_prefix_groups.py RUN_DIR (a demo run directory), bench_revisions.py REV (another git revision's engine).
 
 One at a time on purpose: two benchmarks side by side on a 2-core machine distort each other.
