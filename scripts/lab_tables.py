@@ -1,6 +1,6 @@
 """The lab's Tables 2 and 4 and the oracle dose-response on the lab model, every RL run at once.
 
-    python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (H100: ~12 minutes)
+    python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (H200: 9 minutes)
     python scripts/lab_tables.py run --lab-model M --hard-train F --hard-eval F --out OUT --quick --device cpu
     python scripts/lab_tables.py gather OUT [--work W]                 # the tables again from finished jobs
     python scripts/lab_tables.py report OUT                            # OUT/lab_tables.md, anywhere
