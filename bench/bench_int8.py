@@ -61,8 +61,8 @@ def main() -> None:
     with warnings.catch_warnings():  # torch points eager quantization users at torchao
         warnings.simplefilter("ignore")
         for variant, chosen in VARIANTS.items():
-            spec = {n: per_channel_dynamic_qconfig for n, m in fp32.named_modules() if isinstance(m, torch.nn.Linear)}
-            spec = {n: q for n, q in spec.items() if chosen(n)}
+            linears = [n for n, m in fp32.named_modules() if isinstance(m, torch.nn.Linear) and chosen(n)]
+            spec = dict.fromkeys(linears, per_channel_dynamic_qconfig)
             models[variant] = quantize_dynamic(copy.deepcopy(fp32), spec, dtype=torch.qint8)
 
     rows: dict[str, dict[str, float]] = {}
