@@ -8,7 +8,8 @@ measures whether that buys the demo anything: the HF engine generates the same r
 arithmetic problems x 4 samples at the demo's eval sampling, batch 48) with the model as the demo
 loads it, then with torch's dynamic int8 quantization (int8 weights per output channel, activations
 quantized per call) of (a) every linear layer, (b) all but the LM head, (c) all but the LM head and the
-MLP down-projections. Accuracy is the share of samples whose boxed answer equals the problem's.
+MLP down-projections. Accuracy is the share of samples the pipeline's grader (math-verify on the last
+boxed answer) counts correct, as in eval's pass@1.
 Writes bench/results/int8.json.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -46,8 +46,8 @@ def main() -> None:
     from intrain.config import load_config
     from intrain.data import load_problems
     from intrain.engines import HFGenerator, Request, SamplingParams
-    from intrain.grading.answers import extract_boxed, normalize_answer
-    from intrain.stages.common import user_message
+    from intrain.grading import Grader
+    from intrain.stages.common import generate_graded, user_message
 
     cfg = load_config("demo")
     engine = HFGenerator.load(cfg.model.path, device="cpu", adapter=cfg.model.adapter, batch_size=48)
@@ -65,26 +65,23 @@ def main() -> None:
             spec = dict.fromkeys(linears, per_channel_dynamic_qconfig)
             models[variant] = quantize_dynamic(copy.deepcopy(fp32), spec, dtype=torch.qint8)
 
+    golds = [p.answer for p in problems]
     rows: dict[str, dict[str, float]] = {}
-    for variant, model in models.items():
-        engine.model = model
-        engine.generate(requests[:2], sampling)  # warm-up
-        t0 = time.perf_counter()
-        out = engine.generate(requests, sampling)
-        wall = time.perf_counter() - t0
-        samples = [(p, c) for p, completions in zip(problems, out, strict=True) for c in completions]
-        tokens = sum(len(c.token_ids) for _, c in samples)
-        correct = sum(
-            (a := extract_boxed(c.text)) is not None and normalize_answer(a) == normalize_answer(p.answer)
-            for p, c in samples
-        )
-        rows[variant] = {
-            "wall_s": round(wall, 1),
-            "tokens": tokens,
-            "tok_s": round(tokens / wall, 1),
-            "accuracy": round(correct / len(samples), 3),
-        }
-        print(f"{variant}: {rows[variant]}", flush=True)
+    with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
+        for variant, model in models.items():
+            engine.model = model
+            engine.generate(requests[:2], sampling)  # warm-up
+            timings: dict[str, float] = {}
+            per_request = generate_graded(engine, grader, requests, golds, sampling, timings=timings)
+            graded = [g for gs in per_request for g in gs]
+            tokens = sum(len(g.completion.token_ids) for g in graded)
+            rows[variant] = {
+                "wall_s": round(timings["generate_s"], 1),
+                "tokens": tokens,
+                "tok_s": round(tokens / timings["generate_s"], 1),
+                "accuracy": round(sum(g.verdict.correct for g in graded) / len(graded), 3),
+            }
+            print(f"{variant}: {rows[variant]}", flush=True)
 
     base, best = rows["float32 (the demo)"], rows["int8, every linear layer"]
     result = {
