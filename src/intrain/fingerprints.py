@@ -224,6 +224,11 @@ def _template_digest(name_or_path: str) -> str | None:
     return None if source is None else hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+# Source digests of data of at least this size are memoised per process (see _source_digest).
+MEMO_MIN_BYTES = 64 << 20
+_SOURCE_DIGESTS: dict[tuple[Any, ...], str] = {}
+
+
 def _source_digest(source: Any) -> str | None:
     # Problems read from a file or a local dataset folder. Generated problems (arithmetic) are fixed by their
     # fields, and a hub dataset by its name: neither has a local file to read.
@@ -254,10 +259,6 @@ def _source_digest(source: Any) -> str | None:
     if sum(size for _, size, _ in stats) >= MEMO_MIN_BYTES:
         _SOURCE_DIGESTS[key] = digest
     return digest
-
-
-MEMO_MIN_BYTES = 64 << 20
-_SOURCE_DIGESTS: dict[tuple[Any, ...], str] = {}
 
 
 # Config fields that name files whose content decides a stage's output -> how to digest that content.
