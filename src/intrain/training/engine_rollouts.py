@@ -84,7 +84,7 @@ def merged_lora(model: Any) -> Iterator[None]:
                 names = [a for a in layer.active_adapters if a in layer.lora_A]
                 if not names or any(a in layer.lora_variant for a in names):
                     continue
-                base = layer.get_base_layer()
+                base: Any = layer.get_base_layer()
                 weight = base.weight
                 merged = weight.detach().clone()
                 for name in names:
