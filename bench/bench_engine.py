@@ -8,10 +8,12 @@ no end of sequence (every row decodes ``--new-tokens`` tokens):
 - ``loop``: ``model.generate`` once per prompt (what a per-request script does). Its tok/s does not
   depend on the batch, so it is measured once, on ``--loop-prompts`` prompts;
 - ``engine``: ``HFGenerator.generate`` with the dynamic cache (the CPU default);
-- ``engine_static``: the same with the static cache, which transformers compiles on CUDA (the
-  default there); on a CPU it runs uncompiled;
+- ``engine_static`` (CUDA only): the same with the static cache, which transformers compiles there
+  (the default on CUDA; on a CPU it would run uncompiled and tell nothing);
 - ``generate``: one batched ``model.generate`` call (the engine minus its bookkeeping).
-Every path is warmed up with the same shapes first (on CUDA that includes compilation).
+Every path is warmed up first with the same batch and prompts: on CUDA with the same number of new
+tokens (the static cache compiles for its length), on a CPU with 4 (nothing compiles; the warm-up only
+pays first-call costs, and a full-length one would double the benchmark's time).
 
 On CUDA each row also reports the fraction of the decode's memory-bandwidth bound reached: each step
 reads the weights once and the KV cache of every row (``--bandwidth-gbs``, default the H200's 4,800).
@@ -73,7 +75,8 @@ def main() -> None:
     width = args.prompt_tokens
     prompts = [corpus[i * 13 : i * 13 + width] for i in range(max(args.batches + [args.loop_prompts]))]
     params = SamplingParams(temperature=1.0, max_tokens=args.new_tokens, seed=0)
-    params_warm = SamplingParams(temperature=1.0, max_tokens=args.new_tokens, seed=1)
+    warm_tokens = args.new_tokens if args.device == "cuda" else 4
+    params_warm = SamplingParams(temperature=1.0, max_tokens=warm_tokens, seed=1)
 
     def sync() -> None:
         if args.device == "cuda":
@@ -86,7 +89,7 @@ def main() -> None:
         sync()
         return time.perf_counter() - t0, tokens
 
-    def plain(batch_prompts: list[list[int]]) -> int:
+    def plain(batch_prompts: list[list[int]], new_tokens: int = args.new_tokens) -> int:
         ids = torch.tensor(batch_prompts, device=args.device)
         out = model.generate(
             input_ids=ids,
@@ -95,7 +98,7 @@ def main() -> None:
             top_k=0,
             top_p=1.0,
             temperature=1.0,
-            max_new_tokens=args.new_tokens,
+            max_new_tokens=new_tokens,
             eos_token_id=never,
             pad_token_id=engine.pad_token_id,
         )
@@ -108,7 +111,7 @@ def main() -> None:
         return sum(len(c.token_ids) for cs in outs for c in cs)
 
     loop_prompts = prompts[: args.loop_prompts]
-    plain(loop_prompts[:1])  # warm-up
+    plain(loop_prompts[:1], warm_tokens)  # warm-up
     loop_s, loop_tokens = timed(lambda: sum(plain([p]) for p in loop_prompts))
     loop_tok_s = loop_tokens / loop_s
     print(f"loop (generate per prompt): {loop_tok_s:.1f} tok/s", flush=True)
@@ -120,13 +123,13 @@ def main() -> None:
         2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * (weight_bytes // params_count)
     )
     rows: list[dict[str, Any]] = []
-    paths = ["engine", "engine_static", "generate"]
+    paths = ["engine", "engine_static", "generate"] if args.device == "cuda" else ["engine", "generate"]
     for batch in args.batches:
         batch_prompts = prompts[:batch]
         row: dict[str, Any] = {"batch": batch, "loop_tok_s": round(loop_tok_s, 1)}
         for path in paths:
             if path == "generate":
-                plain(batch_prompts)
+                plain(batch_prompts, warm_tokens)
                 wall, tokens = timed(lambda bp=batch_prompts: plain(bp))
             else:
                 static = path == "engine_static"

@@ -1,6 +1,6 @@
 """SFT steps on padding-free (packed) batches vs padded ones, the loss of each batch asserted equal.
 
-    python bench/bench_sft_packing.py [--rows 32] [--batch 4] [--reps 2]
+    python bench/bench_sft_packing.py [--rows 8] [--batch 4] [--reps 2]
 
 TRL's `DataCollatorForLanguageModeling` pads a batch's rows to its longest (what the SFT stage
 trains on), or with `padding_free=True` concatenates them into one row whose `position_ids` restart
@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "sft_packing.json"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=32)
+    ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()

@@ -1,19 +1,21 @@
 """Early-stopped continuation waves vs fixed n, on the demo's filter.
 
-    python bench/bench_waves.py RUN_DIR   # a demo run directory whose propose stage is complete
+    python bench/bench_waves.py RUN_DIR [--candidates K]   # a demo run directory with a complete propose stage
 
 The filter continues each candidate's guided prefix up to n = 8 times, in waves of 4, and stops a
 candidate once its verdict is fixed (min_correct reached, or out of reach). The baseline draws all n
 continuations of every candidate in one go. Each candidate's k-th continuation has its own seed
 (`Request.seed`), so the waves draw a prefix of what fixed n draws: the verdicts are asserted to be a
 prefix and the kept sets equal. Same engine (the demo's model, resident), the demo's filter settings
-and shards, the same grading pool; fixed n first, then the waves. Writes bench/results/waves.json.
+and shards, the same grading pool; fixed n first, then the waves. `--candidates K` takes the first K
+candidates in the propose stage's order (not chosen by outcome), for a shorter run (`make bench`: 16).
+Writes bench/results/waves.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,9 +27,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "waves.json"
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    run_dir = Path(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path, help="a demo run directory with a complete propose stage")
+    ap.add_argument("--candidates", type=int, default=0, help="only the first K candidates (0: all)")
+    args = ap.parse_args()
+    run_dir = args.run_dir
 
     from intrain.config import load_config
     from intrain.grading import Grader
@@ -41,6 +45,8 @@ def main() -> None:
     candidates = [p for p in read_stage_records(run_dir, "propose", Proposal) if p.status == "ok"]
     if not candidates:
         raise SystemExit(f"{run_dir}: no `ok` proposals in its propose stage")
+    if args.candidates:
+        candidates = candidates[: args.candidates]
     shards = chunks(candidates, fcfg.shard_size)
     generator = build_generator(cfg.model, cfg.model.path, cfg.model.adapter)
     arms = {
