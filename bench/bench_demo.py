@@ -7,12 +7,11 @@ run `intrain compare demo --run-dir DIR` on the same shared stages afterwards).
 While it runs, the resident memory of the whole process tree (the CLI, its grading workers and
 anything else it starts) is sampled from the OS every half second and charged to the stage being
 written at that moment (the newest stage folder not marked complete), giving the peak per stage.
-The run directory's size on disk at the end is recorded too.
+The run directory's size on disk at the end is recorded too. There is no second arm to run side by
+side: `baseline` is the 8-minute target the demo is held to, and `ratio` is target / wall time.
 """
 
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import machine
+
+from intrain.store import atomic_write_text
+
+TARGET_S = 480.0  # make demo within 8 minutes on 2 cores
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -39,10 +43,14 @@ def main() -> None:
     wall = time.time() - t0
     summary = json.loads((run_dir / "summary.json").read_text())
     result = {
-        "benchmark": "intrain demo",
+        "name": "demo",
+        "baseline": f"target: {TARGET_S:.0f} s",
+        "ours": f"intrain demo: {wall:.1f} s",
+        "ratio": round(TARGET_S / wall, 2),
+        "unit": "wall seconds (target / ours), model conversion excluded",
+        "machine": machine(),
+        "config": {"command": "intrain demo", "config": "demo"},
         "wall_s": round(wall, 1),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
         "stage_wall_s": {k: v.get("wall_s") for k, v in summary["stage_timings"].items()},
         "funnel": summary["funnel"],
         "eval": {k: v["overall"] for k, v in summary["eval"].items()},
@@ -50,7 +58,7 @@ def main() -> None:
         "run_dir_mb": round(sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 2**20, 1),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS / "demo.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     if not keep:
         shutil.rmtree(run_dir)
