@@ -2,6 +2,7 @@
 
     python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (H200: 9 minutes)
     python scripts/lab_tables.py run --lab-model M --hard-train F --hard-eval F --out OUT --quick --device cpu
+    python scripts/lab_tables.py run ... --tables table4 --rl-steps 100 --rl-lr 1e-4  # a part, longer RL
     python scripts/lab_tables.py gather OUT [--work W]                 # the tables again from finished jobs
     python scripts/lab_tables.py report OUT                            # OUT/lab_tables.md, anywhere
 
@@ -22,6 +23,10 @@ GPU holds dozens of 2.5M-parameter runs) and gathers them:
 4. gather: each table's arms are copied into one run and `compare` summarises them from the jobs' own
    compare.json (pass@k, paired bootstrap CIs against `rl`, RL curves). It reads records only, so
    `gather` can redo it anywhere on a work folder whose run was cut short, over the jobs that finished.
+
+`--tables` picks what steps 2 and 3 make: table4, table2, dose, precision, easy (default: all). Table 4's
+runs are always made: the other tables compare against its `rl` arm. `--rl-steps`/`--rl-lr` set every
+RL run's budget (the easy split keeps its own lrs).
 
 Each process runs in its own folder with the relative run dir `run`, so checkpoint paths, and with them
 the stages' fingerprints, are the same in every copy. Writes OUT/lab_tables.md, OUT/lab_tables.json and
@@ -84,6 +89,14 @@ QUICK = dict(
     jobs=2,
 )
 QUICK_PRETRAIN = dict(examples=300, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, batch_size=32)
+# Which variants each table needs besides `main` (Table 4's arms), for `run --tables`.
+TABLES: dict[str, tuple[str, ...]] = {
+    "table4": (),
+    "table2": ("t2-nofilter", "t2-intervention", "t2-suffix"),
+    "dose": ("noise0.25", "noise0.5", "noise0.75"),
+    "precision": ("noise0.5",),
+    "easy": (),
+}
 # Variant -> config overrides (dotted paths) on top of the main config; the `int` arm of each.
 VARIANTS: dict[str, dict[str, Any]] = {
     "noise0.25": {"propose.proposer.location_noise": 0.25},
@@ -282,6 +295,12 @@ def orchestrate(args: argparse.Namespace) -> int:
     sizes = dict(QUICK if args.quick else FULL)
     if args.jobs:
         sizes["jobs"] = args.jobs
+    if args.rl_steps:
+        sizes["rl_steps"] = args.rl_steps
+    if args.rl_lr:
+        sizes["rl_lr"] = args.rl_lr
+    wanted = set(args.tables)
+    variants = [v for v in VARIANTS if any(v in TABLES[t] for t in wanted)]
     out = Path(args.out).resolve()
     work = Path(args.work).resolve() if args.work else out / "work"
     if work.exists():
@@ -349,18 +368,19 @@ def orchestrate(args: argparse.Namespace) -> int:
 
     # 2. starting checkpoints, one process per variant
     inits = [{"name": "init-main", "action": "init", "arms": ["sft_reference", "int"], "config": main_config}]
-    inits += [{"name": f"init-{v}", "action": "init", "arms": ["int"], "config": configs[v]} for v in VARIANTS]
+    inits += [{"name": f"init-{v}", "action": "init", "arms": ["int"], "config": configs[v]} for v in variants]
     for spec in inits:
         spec["folder"] = jobs.folder(spec["name"], copy_of=prep_dir)
     ready = {s["name"].removeprefix("init-"): Path(s["folder"]) for s in jobs.run(inits, "init", deadline) if s["ok"]}
 
     # 3. RL for every (variant, arm, seed), and the easy split's plain RL (sample, eval, RL, eval)
     runs: list[dict[str, Any]] = []
-    for lr in sizes["easy_lrs"]:
+    for lr in sizes["easy_lrs"] if "easy" in wanted else []:
         name = f"easy-rl-lr{lr:g}"
         runs.append({"name": name, "folder": jobs.folder(name), "action": "compare", "arms": ["rl"], "lr": lr})
         runs[-1]["config"] = with_overrides(easy, {"compare.seeds": [0], "rl.learning_rate": lr})
-    if "noise0.5" in ready:  # filter precision: the 0.5-noise oracle's candidates, each continued 32 times
+    # filter precision: the 0.5-noise oracle's candidates, each continued 32 times
+    if "precision" in wanted and "noise0.5" in ready:
         config = with_overrides(configs["noise0.5"], {"lab.attempts": sizes["precision_attempts"]})
         runs.append({"name": "precision", "folder": jobs.folder("precision", copy_of=ready["noise0.5"])})
         runs[-1] |= {"action": "precision", "config": config}
@@ -369,8 +389,11 @@ def orchestrate(args: argparse.Namespace) -> int:
             arms = [("rl", prep_dir), ("sft_reference", folder), ("int", folder)]
             seeds = sizes["seeds"]
         else:
+            dose = variant.startswith("noise")
+            if ("dose" if dose else "table2") not in wanted:  # noise0.5 made for filter precision only
+                continue
             arms = [("int", folder)]
-            seeds = sizes["dose_seeds"] if variant.startswith("noise") else sizes["table2_seeds"]
+            seeds = sizes["dose_seeds"] if dose else sizes["table2_seeds"]
         for arm, source in arms:
             for seed in seeds:
                 config = with_overrides(configs[variant], {"compare.seeds": [seed]})
@@ -386,8 +409,8 @@ def orchestrate(args: argparse.Namespace) -> int:
     result["wall_s"]["gather"] = round(time.time() - t0, 1)
     result["wall_s"]["total"] = round(time.time() - t_start, 1)
     save_result(out, result)
-    archive(work, out / "lab_runs.tar.gz")
-    print(f"[lab] total {result['wall_s']['total']} s; {out / 'lab_tables.json'}", flush=True)
+    archive_and_report(work, out)
+    print(f"[lab] total {result['wall_s']['total']} s; {out / 'lab_tables.md'}", flush=True)
     return 0
 
 
@@ -402,7 +425,7 @@ def regather(out: Path, work: Path) -> int:
     result["tables"] = {}
     gather(work, result)
     save_result(out, result)
-    archive(work, out / "lab_runs.tar.gz")
+    archive_and_report(work, out)
     print(f"[lab] gathered {', '.join(result['tables']) or 'nothing'}; failed: {result['failed']}", flush=True)
     return 0
 
@@ -439,6 +462,12 @@ def easy_rl_curve(run: Path) -> dict[str, Any]:
         "reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "reward_last_quarter": sum(rewards[-quarter:]) / quarter,
     }
+
+
+def archive_and_report(work: Path, out: Path) -> None:
+    archive(work, out / "lab_runs.tar.gz")
+    shutil.rmtree(out / "runs", ignore_errors=True)  # report() reads the runs from the new archive
+    report(out)
 
 
 def archive(work: Path, target: Path) -> None:
@@ -567,6 +596,9 @@ def main() -> int:
     run.add_argument("--jobs", type=int, help="processes at a time")
     run.add_argument("--budget-s", type=float, default=1e9, help="kill what still runs after this many seconds")
     run.add_argument("--quick", action="store_true", help="CPU-sized")
+    run.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES), help="default: all")
+    run.add_argument("--rl-steps", type=int, help=f"GRPO steps per RL run (default {FULL['rl_steps']}, quick 2)")
+    run.add_argument("--rl-lr", type=float, help=f"GRPO lr of every arm but easy's (default {FULL['rl_lr']:g})")
     tables = sub.add_parser("report", help="OUT/lab_tables.md from a finished OUT")
     tables.add_argument("out")
     again = sub.add_parser("gather", help="the tables again from the finished jobs in OUT/work (or --work)")

@@ -1,0 +1,41 @@
+"""`scripts/lab_tables.py run --quick`: the lab model pretrained from scratch, its hard split, and the
+part of the experiment `--tables` asks for, one process per run, gathered into tables."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lab_tables.py"
+
+
+@pytest.mark.slow
+def test_table4_alone_runs_only_its_arms_with_the_asked_rl_budget(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = [sys.executable, str(SCRIPT), "run", "--quick", "--device", "cpu", "--out", str(out), "--work", str(work)]
+    done = subprocess.run(
+        [*command, "--tables", "table4", "--rl-steps", "1", "--rl-lr", "3e-5"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    result = json.loads((out / "lab_tables.json").read_text())
+    assert result["failed"] == []
+    assert result["sizes"]["rl_steps"] == 1 and result["sizes"]["rl_lr"] == 3e-5
+    # Only Table 4: no dose-response, Table 2 or easy-split runs, no filter precision.
+    jobs = sorted(p.name for p in work.iterdir())
+    assert jobs == ["gather-main", "init-main", "lab", "prep"] + [
+        f"rl-main-{arm}-s{seed}" for arm in ("int", "rl", "sft_reference") for seed in (0, 1)
+    ]
+    assert list(result["tables"]) == ["main"] and result["easy_rl"] == {}
+    table = result["tables"]["main"]
+    assert {"base", "rl", "sft_reference", "int"} <= set(table)
+    for arm in ("rl", "sft_reference", "int"):
+        assert table[arm]["seeds"] == [0, 1]
+    assert "vs_rl" in table["int"] and "vs_rl" in table["sft_reference"]
+    # Every RL run took the asked budget and lr.
+    for seed in (0, 1):
+        spec = json.loads((work / f"rl-main-rl-s{seed}" / "spec.json").read_text())
+        assert spec["config"]["rl"]["steps"] == 1 and spec["config"]["rl"]["learning_rate"] == 3e-5
+    assert "Table 4" in (out / "lab_tables.md").read_text()
