@@ -451,16 +451,22 @@ def stage_counts(run: Path) -> dict[str, Any]:
 
 
 def easy_rl_curve(run: Path) -> dict[str, Any]:
+    """Plain RL's training reward over its steps on the easy split, and held-out pass@1 before and after."""
     from intrain.stages import rl
+    from intrain.stats import bootstrap_difference
 
     log = rl.read_log(run / "rl-rl-s0" / rl.LOG_NAME)
     rewards = [row.get("reward") or 0.0 for row in log]
     quarter = max(1, len(rewards) // 4)
+    summary = json.loads((run / "compare.json").read_text())["summary"]
     return {
         "steps": len(rewards),
         "reward": rewards,
         "reward_first_quarter": sum(rewards[:quarter]) / quarter,
         "reward_last_quarter": sum(rewards[-quarter:]) / quarter,
+        # each step draws new prompts, so the steps of a quarter are independent samples of the reward
+        "reward_last_minus_first_quarter": bootstrap_difference(rewards[-quarter:], rewards[:quarter]),
+        "eval_pass@1": {arm: summary[arm]["pass@1"][0] for arm in ("base", "rl")},
     }
 
 
@@ -565,11 +571,15 @@ def report(out: Path) -> str:
         "interval over problems; Δ: paired bootstrap over problems.",
     ]
     for lr, easy in result.get("easy_rl", {}).items():
-        lines.append(
+        line = (
             f"\nPlain RL on the easy split, lr {lr} ({easy['steps']} steps): training reward "
             f"{easy['reward_first_quarter']:.3f} in the first quarter of steps, {easy['reward_last_quarter']:.3f} "
-            "in the last."
+            "in the last"
         )
+        if "eval_pass@1" in easy:  # older results (docs/lab/*.json) lack these
+            line += " ({:+.3f} [{:+.3f}, {:+.3f}])".format(*easy["reward_last_minus_first_quarter"])
+            line += "; held-out pass@1 {base:.3f} before, {rl:.3f} after".format(**easy["eval_pass@1"])
+        lines.append(line + ".")
     precision = runs / "precision" / "lab-filter-precision" / "filter_precision.md"
     if precision.exists():
         lines += ["", "## Filter precision", "", precision.read_text()]

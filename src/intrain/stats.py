@@ -58,3 +58,20 @@ def paired_bootstrap_difference(
     diffs = [treated[u] - control[u] for u in units]
     lo, hi = bootstrap_mean_interval(diffs, resamples, level, seed)
     return sum(diffs) / len(diffs), lo, hi
+
+
+def bootstrap_difference(
+    after: Sequence[float], before: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean difference, low, high) of mean(after) - mean(before), two independent samples each resampled
+    on its own: e.g. the training reward of RL's last steps against its first (each step draws new prompts)."""
+    if not after or not before:
+        raise ValueError("bootstrap_difference: both samples need at least one value")
+    rng = random.Random(seed)
+
+    def resampled_mean(values: Sequence[float]) -> float:
+        return sum(values[rng.randrange(len(values))] for _ in values) / len(values)
+
+    diffs = [resampled_mean(after) - resampled_mean(before) for _ in range(resamples)]
+    lo, hi = _percentiles(diffs, level)
+    return sum(after) / len(after) - sum(before) / len(before), lo, hi

@@ -2,7 +2,12 @@ import random
 
 import pytest
 
-from intrain.stats import bootstrap_mean_interval, paired_bootstrap_difference, wilson_interval
+from intrain.stats import (
+    bootstrap_difference,
+    bootstrap_mean_interval,
+    paired_bootstrap_difference,
+    wilson_interval,
+)
 
 
 def test_wilson_matches_known_values():
@@ -33,3 +38,17 @@ def test_paired_difference_uses_shared_units_and_pairing():
     assert diff == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
     with pytest.raises(ValueError, match="share no unit"):
         paired_bootstrap_difference({"a": 1.0}, {"b": 0.0})
+
+
+def test_unpaired_difference_separates_a_shift_from_noise():
+    rng = random.Random(2)
+    before = [0.4 + rng.gauss(0, 0.05) for _ in range(25)]
+    shifted = [0.5 + rng.gauss(0, 0.05) for _ in range(25)]
+    same = [0.4 + rng.gauss(0, 0.05) for _ in range(25)]
+    diff, lo, hi = bootstrap_difference(shifted, before)
+    assert diff == pytest.approx(sum(shifted) / 25 - sum(before) / 25)
+    assert 0.05 < lo <= diff <= hi < 0.15
+    _, lo, hi = bootstrap_difference(same, before)
+    assert lo < 0 < hi
+    with pytest.raises(ValueError, match="at least one value"):
+        bootstrap_difference([], before)
