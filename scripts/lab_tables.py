@@ -285,7 +285,9 @@ def gather(work: Path, result: dict[str, Any]) -> None:
         finally:
             ctx.close()
         result["tables"][variant] = summary | {"_counts": stage_counts(gathered / "run")}
-    result["easy_rl"] = {s["lr"]: easy_rl_curve(work / s["name"] / "run") for s in finished if "lr" in s}
+    result["easy_rl"] = {
+        s["lr"]: easy_rl_curve(work / s["name"] / "run", s["config"]["eval"]["ks"][-1]) for s in finished if "lr" in s
+    }
     precision = work / "precision" / "run" / "lab-filter-precision" / "filter_precision.json"
     if precision.exists():
         result["filter_precision"] = json.loads(precision.read_text())
@@ -450,10 +452,11 @@ def stage_counts(run: Path) -> dict[str, Any]:
     }
 
 
-def easy_rl_curve(run: Path) -> dict[str, Any]:
-    """Plain RL's training reward over its steps on the easy split, and held-out pass@1 before and after."""
+def easy_rl_curve(run: Path, k_max: int) -> dict[str, Any]:
+    """Plain RL's training reward over its steps on the easy split, and held-out pass@k before and after."""
+    from intrain.compare import per_problem_pass_at_k
     from intrain.stages import rl
-    from intrain.stats import bootstrap_difference
+    from intrain.stats import bootstrap_difference, paired_bootstrap_difference
 
     log = rl.read_log(run / "rl-rl-s0" / rl.LOG_NAME)
     rewards = [row.get("reward") or 0.0 for row in log]
@@ -467,6 +470,13 @@ def easy_rl_curve(run: Path) -> dict[str, Any]:
         # each step draws new prompts, so the steps of a quarter are independent samples of the reward
         "reward_last_minus_first_quarter": bootstrap_difference(rewards[-quarter:], rewards[:quarter]),
         "eval_pass@1": {arm: summary[arm]["pass@1"][0] for arm in ("base", "rl")},
+        # after RL minus before, paired over the held-out problems
+        "eval_delta": {
+            f"pass@{k}": paired_bootstrap_difference(
+                per_problem_pass_at_k(run, ["eval-rl-s0"], k), per_problem_pass_at_k(run, ["eval-base"], k)
+            )
+            for k in (1, k_max)
+        },
     }
 
 
@@ -579,6 +589,9 @@ def report(out: Path) -> str:
         if "eval_pass@1" in easy:  # older results (docs/lab/*.json) lack these
             line += " ({:+.3f} [{:+.3f}, {:+.3f}])".format(*easy["reward_last_minus_first_quarter"])
             line += "; held-out pass@1 {base:.3f} before, {rl:.3f} after".format(**easy["eval_pass@1"])
+            line += "; after - before, paired over problems: " + ", ".join(
+                "{} {:+.3f} [{:+.3f}, {:+.3f}]".format(k, *d) for k, d in easy["eval_delta"].items()
+            )
         lines.append(line + ".")
     precision = runs / "precision" / "lab-filter-precision" / "filter_precision.md"
     if precision.exists():

@@ -12,23 +12,25 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lab_tables.py"
 
 
 @pytest.mark.slow
-def test_table4_alone_runs_only_its_arms_with_the_asked_rl_budget(tmp_path):
+def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     command = [sys.executable, str(SCRIPT), "run", "--quick", "--device", "cpu", "--out", str(out), "--work", str(work)]
     done = subprocess.run(
-        [*command, "--tables", "table4", "--rl-steps", "1", "--rl-lr", "3e-5"], capture_output=True, text=True
+        [*command, "--tables", "table4", "easy", "--rl-steps", "1", "--rl-lr", "3e-5"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
 
     result = json.loads((out / "lab_tables.json").read_text())
     assert result["failed"] == []
     assert result["sizes"]["rl_steps"] == 1 and result["sizes"]["rl_lr"] == 3e-5
-    # Only Table 4: no dose-response, Table 2 or easy-split runs, no filter precision.
+    # Only Table 4 and the easy split: no dose-response, Table 2 or filter precision.
     jobs = sorted(p.name for p in work.iterdir())
-    assert jobs == ["gather-main", "init-main", "lab", "prep"] + [
+    assert jobs == ["easy-rl-lr2e-05", "gather-main", "init-main", "lab", "prep"] + [
         f"rl-main-{arm}-s{seed}" for arm in ("int", "rl", "sft_reference") for seed in (0, 1)
     ]
-    assert list(result["tables"]) == ["main"] and result["easy_rl"] == {}
+    assert list(result["tables"]) == ["main"]
+    easy = result["easy_rl"]["2e-05"]  # the easy split keeps its own lr, with the asked steps
+    assert easy["steps"] == 1 and len(easy["reward"]) == 1 and set(easy["eval_delta"]) == {"pass@1", "pass@4"}
     table = result["tables"]["main"]
     assert {"base", "rl", "sft_reference", "int"} <= set(table)
     for arm in ("rl", "sft_reference", "int"):
@@ -38,4 +40,5 @@ def test_table4_alone_runs_only_its_arms_with_the_asked_rl_budget(tmp_path):
     for seed in (0, 1):
         spec = json.loads((work / f"rl-main-rl-s{seed}" / "spec.json").read_text())
         assert spec["config"]["rl"]["steps"] == 1 and spec["config"]["rl"]["learning_rate"] == 3e-5
-    assert "Table 4" in (out / "lab_tables.md").read_text()
+    report = (out / "lab_tables.md").read_text()
+    assert "Table 4" in report and "Plain RL on the easy split, lr 2e-05 (1 steps)" in report
