@@ -3,6 +3,7 @@
     python scripts/lab_tables.py run --out OUT [--device cuda]         # from scratch (H200: 9 minutes)
     python scripts/lab_tables.py run --lab-model M --hard-train F --hard-eval F --out OUT --quick --device cpu
     python scripts/lab_tables.py run ... --tables table4 --rl-steps 100 --rl-lr 1e-4  # a part, longer RL
+    python scripts/lab_tables.py run ... --work W --resume --tables table2  # reuse W's finished jobs, add Table 2
     python scripts/lab_tables.py gather OUT [--work W]                 # the tables again from finished jobs
     python scripts/lab_tables.py report OUT                            # OUT/lab_tables.md, anywhere
 
@@ -26,7 +27,10 @@ GPU holds dozens of 2.5M-parameter runs) and gathers them:
 
 `--tables` picks what steps 2 and 3 make: table4, table2, dose, precision, easy (default: all). Table 4's
 runs are always made: the other tables compare against its `rl` arm. `--rl-steps`/`--rl-lr` set every
-RL run's budget (the easy split keeps its own lrs).
+RL run's budget (the easy split keeps its own lrs). `--resume` keeps the work folder and reuses each job
+that finished there with the very spec it would be given now (same config, same source job, itself
+reused), so a run cut short, or one that adds tables, does only the missing work; `gather` then counts
+every finished job in the folder.
 
 Each process runs in its own folder with the relative run dir `run`, so checkpoint paths, and with them
 the stages' fingerprints, are the same in every copy. Writes OUT/lab_tables.md, OUT/lab_tables.json and
@@ -196,16 +200,40 @@ def worker(spec_path: str) -> int:
 
 
 class Jobs:
-    """Worker processes, at most `limit` at a time, each with its log in its folder."""
+    """Worker processes, at most `limit` at a time, each with its log in its folder. With `resume`, a job
+    whose folder holds `done` and the same spec, made from a source job that was itself reused, is
+    reused as it is instead of run again."""
 
-    def __init__(self, work: Path, limit: int):
-        self.work, self.limit = work, limit
+    def __init__(self, work: Path, limit: int, resume: bool = False):
+        self.work, self.limit, self.resume = work, limit, resume
         self.wall_s: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def place(self, spec: dict[str, Any], source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Give `spec` its folder: a copy of `source`'s run, or an empty run; or, resuming, the folder
+        as a finished earlier run left it."""
+        folder = self.work / spec["name"]
+        spec["folder"] = str(folder)
+        source_reused = source is None or source["name"] in self.reused
+        if self.resume and source_reused and (folder / "done").exists() and self._same_spec(folder, spec):
+            self.reused.append(spec["name"])
+            return spec
+        shutil.rmtree(folder, ignore_errors=True)
+        if source is not None:
+            shutil.copytree(Path(source["folder"]) / "run", folder / "run", symlinks=True)
+        else:
+            (folder / "run").mkdir(parents=True)
+        return spec
+
+    @staticmethod
+    def _same_spec(folder: Path, spec: dict[str, Any]) -> bool:
+        return json.loads((folder / "spec.json").read_text()) == json.loads(json.dumps(spec))
 
     def run(self, specs: list[dict[str, Any]], phase: str, deadline: float) -> list[dict[str, Any]]:
         """Run `specs`; whatever still runs at `deadline` (time.time()) is killed and counts as failed."""
         t0 = time.time()
-        pending, running, finished = list(specs), [], []
+        finished = [spec | {"ok": True} for spec in specs if spec["name"] in self.reused]
+        pending, running = [spec for spec in specs if spec["name"] not in self.reused], []
         while pending or running:
             while pending and len(running) < self.limit:
                 spec = pending.pop(0)
@@ -233,17 +261,10 @@ class Jobs:
                     tail = (Path(spec["folder"]) / "log.txt").read_text(errors="replace")[-1500:]
                     print(f"[lab] FAILED {spec['name']} (rc {proc.returncode}):\n{tail}", flush=True)
         ok = sum(s["ok"] for s in finished)
+        reused = sum(s["name"] in self.reused for s in finished)
         self.wall_s[phase] = round(time.time() - t0, 1)
-        print(f"[lab] {phase}: {ok}/{len(finished)} jobs ok in {self.wall_s[phase]:.0f} s", flush=True)
+        print(f"[lab] {phase}: {ok}/{len(finished)} ok ({reused} reused) in {self.wall_s[phase]:.0f} s", flush=True)
         return finished
-
-    def folder(self, name: str, copy_of: Path | None = None) -> str:
-        folder = self.work / name
-        if copy_of is not None:
-            shutil.copytree(copy_of / "run", folder / "run", symlinks=True)
-        else:
-            (folder / "run").mkdir(parents=True)
-        return str(folder)
 
 
 def copy_stages(source: Path, target: Path, prefixes: tuple[str, ...]) -> None:
@@ -305,18 +326,18 @@ def orchestrate(args: argparse.Namespace) -> int:
     variants = [v for v in VARIANTS if any(v in TABLES[t] for t in wanted)]
     out = Path(args.out).resolve()
     work = Path(args.work).resolve() if args.work else out / "work"
-    if work.exists():
+    if work.exists() and not args.resume:
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    jobs = Jobs(work, sizes["jobs"])
+    jobs = Jobs(work, sizes["jobs"], resume=args.resume)
     deadline = t_start + args.budget_s
-    result: dict[str, Any] = {"sizes": sizes, "wall_s": jobs.wall_s, "tables": {}, "failed": []}
+    result: dict[str, Any] = {"sizes": sizes, "wall_s": jobs.wall_s, "tables": {}, "failed": [], "reused": jobs.reused}
     result["environment"] = environment(args.device)
     if args.lab_model is None:
         from intrain.config import load_config
 
-        lab_run = Path(jobs.folder("lab")) / "run"
+        lab_run = work / "lab" / "run"
         config = load_config("lab-tiny").model_dump(mode="json")
         config = with_overrides(
             config,
@@ -331,7 +352,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         )
         if args.quick:
             config["lab"]["pretrain"] |= QUICK_PRETRAIN
-        lab_spec = {"name": "lab", "folder": str(lab_run.parent), "action": "lab", "config": config}
+        lab_spec = jobs.place({"name": "lab", "action": "lab", "config": config})
         lab = jobs.run([lab_spec], "lab", deadline)
         if not lab[0]["ok"]:
             return 1
@@ -362,46 +383,44 @@ def orchestrate(args: argparse.Namespace) -> int:
     )
 
     # 1. prep
-    prep = {"name": "prep", "folder": jobs.folder("prep"), "action": "prep", "config": main_config}
+    prep = jobs.place({"name": "prep", "action": "prep", "config": main_config})
     phase1 = jobs.run([prep], "prep", deadline)
     if not phase1[0]["ok"]:
         return 1
-    prep_dir = Path(prep["folder"])
 
     # 2. starting checkpoints, one process per variant
     inits = [{"name": "init-main", "action": "init", "arms": ["sft_reference", "int"], "config": main_config}]
     inits += [{"name": f"init-{v}", "action": "init", "arms": ["int"], "config": configs[v]} for v in variants]
     for spec in inits:
-        spec["folder"] = jobs.folder(spec["name"], copy_of=prep_dir)
-    ready = {s["name"].removeprefix("init-"): Path(s["folder"]) for s in jobs.run(inits, "init", deadline) if s["ok"]}
+        jobs.place(spec, source=prep)
+    ready = {s["name"].removeprefix("init-"): s for s in jobs.run(inits, "init", deadline) if s["ok"]}
 
     # 3. RL for every (variant, arm, seed), and the easy split's plain RL (sample, eval, RL, eval)
     runs: list[dict[str, Any]] = []
     for lr in sizes["easy_lrs"] if "easy" in wanted else []:
         name = f"easy-rl-lr{lr:g}"
-        runs.append({"name": name, "folder": jobs.folder(name), "action": "compare", "arms": ["rl"], "lr": lr})
-        runs[-1]["config"] = with_overrides(easy, {"compare.seeds": [0], "rl.learning_rate": lr})
+        config = with_overrides(easy, {"compare.seeds": [0], "rl.learning_rate": lr})
+        runs.append(jobs.place({"name": name, "action": "compare", "arms": ["rl"], "lr": lr, "config": config}))
     # filter precision: the 0.5-noise oracle's candidates, each continued 32 times
     if "precision" in wanted and "noise0.5" in ready:
         config = with_overrides(configs["noise0.5"], {"lab.attempts": sizes["precision_attempts"]})
-        runs.append({"name": "precision", "folder": jobs.folder("precision", copy_of=ready["noise0.5"])})
-        runs[-1] |= {"action": "precision", "config": config}
-    for variant, folder in ready.items():
+        runs.append(jobs.place({"name": "precision", "action": "precision", "config": config}, ready["noise0.5"]))
+    for variant, init in ready.items():
         if variant == "main":
-            arms = [("rl", prep_dir), ("sft_reference", folder), ("int", folder)]
+            arms = [("rl", prep), ("sft_reference", init), ("int", init)]
             seeds = sizes["seeds"]
         else:
             dose = variant.startswith("noise")
             if ("dose" if dose else "table2") not in wanted:  # noise0.5 made for filter precision only
                 continue
-            arms = [("int", folder)]
+            arms = [("int", init)]
             seeds = sizes["dose_seeds"] if dose else sizes["table2_seeds"]
         for arm, source in arms:
             for seed in seeds:
                 config = with_overrides(configs[variant], {"compare.seeds": [seed]})
                 name = f"rl-{variant}-{arm}-s{seed}"
-                runs.append({"name": name, "folder": jobs.folder(name, copy_of=source), "action": "compare"})
-                runs[-1] |= {"arms": [arm], "config": config, "variant": variant, "arm": arm, "seed": seed}
+                spec = {"name": name, "action": "compare", "arms": [arm], "config": config}
+                runs.append(jobs.place(spec | {"variant": variant, "arm": arm, "seed": seed}, source))
     jobs.run(runs, "rl", deadline)
     save_result(out, result)
 
@@ -516,6 +535,8 @@ def report(out: Path) -> str:
             tar.extractall(runs, filter="data")
     ks = result["sizes"]["ks"]
     lines = [f"Sizes: {json.dumps(result['sizes'])}", f"Wall s per phase: {json.dumps(result['wall_s'])}", ""]
+    if result.get("reused"):
+        lines += [f"Jobs reused from an earlier run in the same work folder: {', '.join(result['reused'])}", ""]
     if result.get("failed"):
         lines += [f"Jobs that failed or ran out of time: {', '.join(result['failed'])}", ""]
     tables = result["tables"]
@@ -614,7 +635,10 @@ def main() -> int:
     run.add_argument("--hard-train", help="with --lab-model: hard training problems (lab-hard-train/hard.jsonl)")
     run.add_argument("--hard-eval", help="with --lab-model: hard held-out problems (lab-hard-eval/hard.jsonl)")
     run.add_argument("--out", required=True)
-    run.add_argument("--work", help="folder for the runs (default OUT/work; emptied first)")
+    run.add_argument("--work", help="folder for the runs (default OUT/work; emptied first unless --resume)")
+    run.add_argument(
+        "--resume", action="store_true", help="keep the work folder and reuse every job it holds finished as asked"
+    )
     run.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     run.add_argument("--jobs", type=int, help="processes at a time")
     run.add_argument("--budget-s", type=float, default=1e9, help="kill what still runs after this many seconds")

@@ -1,5 +1,5 @@
 """`scripts/lab_tables.py run --quick`: the lab model pretrained from scratch, its hard split, and the
-part of the experiment `--tables` asks for, one process per run, gathered into tables."""
+part of the experiment `--tables` asks for, one process per run, gathered into tables; then `--resume`."""
 
 import json
 import subprocess
@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lab_tables.py"
 
 
 @pytest.mark.slow
-def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget(tmp_path):
+def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget_and_resume(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     command = [sys.executable, str(SCRIPT), "run", "--quick", "--device", "cpu", "--out", str(out), "--work", str(work)]
     done = subprocess.run(
@@ -42,3 +42,23 @@ def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget(tmp_path):
         assert spec["config"]["rl"]["steps"] == 1 and spec["config"]["rl"]["learning_rate"] == 3e-5
     report = (out / "lab_tables.md").read_text()
     assert "Table 4" in report and "Plain RL on the easy split, lr 2e-05 (1 steps)" in report
+
+    # --resume reuses every job that finished with the same spec and reruns the one that did not.
+    (work / "rl-main-rl-s1" / "done").unlink()
+    first_eval = (work / "rl-main-int-s0" / "run" / "compare.json").read_text()
+    again = subprocess.run(
+        [*command, "--tables", "table4", "--rl-steps", "1", "--rl-lr", "3e-5", "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = json.loads((out / "lab_tables.json").read_text())
+    assert sorted(result["reused"]) == sorted(
+        ["lab", "prep", "init-main"]
+        + [f"rl-main-{arm}-s{s}" for arm in ("int", "sft_reference") for s in (0, 1)]
+        + ["rl-main-rl-s0"]
+    )
+    assert (work / "rl-main-rl-s1" / "done").exists() and result["failed"] == []
+    assert (work / "rl-main-int-s0" / "run" / "compare.json").read_text() == first_eval
+    assert result["tables"]["main"]["rl"]["seeds"] == [0, 1]
+    assert "2e-05" in result["easy_rl"]  # finished jobs in the folder are gathered even when not asked again
