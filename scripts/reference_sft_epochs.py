@@ -29,8 +29,9 @@ def measure(config_path: str, run_dir: Path, epochs: int, marker: str | None) ->
     try:
         base = evaluate.run(ctx, label="base")
         init, _ = compare.prepare_init(ctx, "sft_reference")
-        label = "sft_reference-sft"
-        samples = evaluate.run(ctx, label=label, model_path=init).records(Rollout)
+        evaluated = evaluate.run(ctx, label="sft_reference-sft", model_path=init)
+        samples = evaluated.records(Rollout)
+        overall = json.loads((evaluated.path / "eval.json").read_text())["overall"]
         counts = json.loads((run_dir / "sft-reference" / "manifest.json").read_text())["counts"]
         row: dict[str, object] = {
             "epochs": epochs,
@@ -39,9 +40,7 @@ def measure(config_path: str, run_dir: Path, epochs: int, marker: str | None) ->
             "last_loss": counts["last_loss"],
             "entropy": compare.mean_token_entropy(ctx, init, base.records(Rollout)),
         }
-        for k in config.eval.ks:
-            per_problem = compare.per_problem_pass_at_k(run_dir, [f"eval-{label}"], k)
-            row[f"pass@{k}"] = sum(per_problem.values()) / len(per_problem)
+        row |= {f"pass@{k}": overall[f"pass@{k}"] for k in config.eval.ks}
         if marker is not None:
             row["samples_with_marker"] = [sum(marker in s.completion for s in samples), len(samples)]
         return row
