@@ -257,6 +257,8 @@ def evaluate_proposer(
         / max(1, len(ok)),
         "by_origin": by_origin,
         "statuses": {s: sum(r.status == s for r in parsed) for s in sorted({r.status for r in parsed})},
+        # Per attempt, in order: parsed and at the true first error (for paired comparisons of adapters).
+        "located": [int(r.status == "ok" and r.location == ex.location) for ex, r in zip(examples, parsed)],
         "samples": [
             {"attempt": ex.attempt, "true_location": ex.location, "output": out[0].text}
             for ex, out in list(zip(examples, outputs))[:3]
@@ -515,6 +517,11 @@ intrain warmup demo --run-dir runs/warmup
 
 writes this folder (`warmup.output`), its `warmup_report.json` and this card.
 """
+
+
+def load_examples(path: Path, split: str) -> list[Example]:
+    """The `train` or `heldout` examples a warm-up run wrote to RUN/warmup/examples.json."""
+    return [Example(**{**row, "problem": Problem(**row["problem"])}) for row in json.loads(path.read_text())[split]]
 
 
 def _example_json(ex: Example) -> dict[str, Any]:

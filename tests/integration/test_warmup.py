@@ -1,7 +1,11 @@
 """`intrain warmup` wiring on the tiny model: data from the checker, LoRA training, adapter saved, skill measured."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from tiny_configs import write_config
 
 from intrain.cli import main
@@ -17,6 +21,8 @@ from intrain.warmup import (
     target_text,
     with_plan,
 )
+
+WARMUP_SKILL = Path(__file__).resolve().parents[2] / "scripts" / "warmup_skill.py"
 
 
 def test_synthetic_targets_parse_back_to_the_true_location():
@@ -156,6 +162,44 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     ]
     assert report["proposer_after"]["first_equation_accuracy"] == sum(naive) / len(naive)
     assert "always the first substep with an equation" in card
+    after = report["proposer_after"]
+    assert len(after["located"]) == report["heldout"] and sum(after["located"]) / report["heldout"] == pytest.approx(
+        after["location_accuracy"]
+    )
+
+    # scripts/warmup_skill.py: with the warm-up's own sampling seed (7) it reproduces the warm-up's
+    # measurement attempt for attempt; an adapter against itself differs by nothing.
+    out = tmp_path / "skill.json"
+    command = [
+        sys.executable,
+        str(WARMUP_SKILL),
+        str(path),
+        "--examples",
+        str(tmp_path / "run" / "warmup" / "examples.json"),
+    ]
+    command += [
+        "--adapters",
+        str(tmp_path / "adapter"),
+        str(tmp_path / "adapter"),
+        "--seeds",
+        "7",
+        "8",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    skill = json.loads(out.read_text())
+    assert [(r["seed"], r["location_accuracy"]) for r in skill["runs"][:1]] == [(7, after["location_accuracy"])]
+    assert skill["runs"][0]["by_origin"] == after["by_origin"] and len(skill["runs"]) == 4
+    assert skill["summary"][1]["difference_from_first"] == [0.0, 0.0, 0.0]
+    mean = sum(r["location_accuracy"] for r in skill["runs"][:2]) / 2
+    assert skill["summary"][0]["location_accuracy"] == pytest.approx(mean)
+    assert sum(skill["attempts"].values()) == report["heldout"]
+    missing = subprocess.run(
+        command[:3] + ["--examples", str(tmp_path / "nope.json")] + command[5:], capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "nope.json" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_first_equation_substep_skips_prose():
