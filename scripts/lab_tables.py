@@ -322,6 +322,10 @@ def orchestrate(args: argparse.Namespace) -> int:
         sizes["rl_steps"] = args.rl_steps
     if args.rl_lr:
         sizes["rl_lr"] = args.rl_lr
+    if args.dose_seeds:
+        sizes["dose_seeds"] = args.dose_seeds
+    if args.table2_seeds:
+        sizes["table2_seeds"] = args.table2_seeds
     wanted = set(args.tables)
     variants = [v for v in VARIANTS if any(v in TABLES[t] for t in wanted)]
     out = Path(args.out).resolve()
@@ -646,6 +650,12 @@ def main() -> int:
     run.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES), help="default: all")
     run.add_argument("--rl-steps", type=int, help=f"GRPO steps per RL run (default {FULL['rl_steps']}, quick 2)")
     run.add_argument("--rl-lr", type=float, help=f"GRPO lr of every arm but easy's (default {FULL['rl_lr']:g})")
+    run.add_argument(
+        "--dose-seeds", type=int, nargs="+", help=f"RL seeds per noise level (default {FULL['dose_seeds']})"
+    )
+    run.add_argument(
+        "--table2-seeds", type=int, nargs="+", help=f"RL seeds per Table 2 variant (default {FULL['table2_seeds']})"
+    )
     tables = sub.add_parser("report", help="OUT/lab_tables.md from a finished OUT")
     tables.add_argument("out")
     again = sub.add_parser("gather", help="the tables again from the finished jobs in OUT/work (or --work)")

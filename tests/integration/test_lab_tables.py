@@ -43,11 +43,13 @@ def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget_and_resume
     report = (out / "lab_tables.md").read_text()
     assert "Table 4" in report and "Plain RL on the easy split, lr 2e-05 (1 steps)" in report
 
-    # --resume reuses every job that finished with the same spec and reruns the one that did not.
+    # --resume reuses every job that finished with the same spec and reruns the one that did not; Table 2,
+    # asked for now, runs its starting points and its RL at the seed given.
     (work / "rl-main-rl-s1" / "done").unlink()
     first_eval = (work / "rl-main-int-s0" / "run" / "compare.json").read_text()
     again = subprocess.run(
-        [*command, "--tables", "table4", "--rl-steps", "1", "--rl-lr", "3e-5", "--resume"],
+        [*command, "--tables", "table4", "table2", "--table2-seeds", "1", "--rl-steps", "1", "--rl-lr", "3e-5"]
+        + ["--resume"],
         capture_output=True,
         text=True,
     )
@@ -61,4 +63,7 @@ def test_table4_and_easy_run_only_their_jobs_with_the_asked_rl_budget_and_resume
     assert (work / "rl-main-rl-s1" / "done").exists() and result["failed"] == []
     assert (work / "rl-main-int-s0" / "run" / "compare.json").read_text() == first_eval
     assert result["tables"]["main"]["rl"]["seeds"] == [0, 1]
+    for variant in ("t2-nofilter", "t2-intervention", "t2-suffix"):
+        assert result["tables"][variant]["int"]["seeds"] == [1]
+        assert (work / f"rl-{variant}-int-s1" / "done").exists() and not (work / f"rl-{variant}-int-s0").exists()
     assert "2e-05" in result["easy_rl"]  # finished jobs in the folder are gathered even when not asked again
