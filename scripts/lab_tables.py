@@ -227,7 +227,11 @@ class Jobs:
 
     @staticmethod
     def _same_spec(folder: Path, spec: dict[str, Any]) -> bool:
-        return json.loads((folder / "spec.json").read_text()) == json.loads(json.dumps(spec))
+        # Paths inside the work folder compare relative to it, so a moved work folder still resumes.
+        def portable(spec: dict[str, Any]) -> str:
+            return json.dumps(spec, sort_keys=True).replace(str(Path(spec["folder"]).parent), "<work>")
+
+        return portable(json.loads((folder / "spec.json").read_text())) == portable(spec)
 
     def run(self, specs: list[dict[str, Any]], phase: str, deadline: float) -> list[dict[str, Any]]:
         """Run `specs`; whatever still runs at `deadline` (time.time()) is killed and counts as failed."""
@@ -279,7 +283,10 @@ def gather(work: Path, result: dict[str, Any]) -> None:
     compare.json. Reads records only (no model, no device), so it runs anywhere the work folder is."""
     from intrain import compare
     from intrain.config import Config
+    from intrain.lab.filter_precision import kept_by_placement
+    from intrain.records import FilterResult
     from intrain.stages.common import RunContext
+    from intrain.store import read_stage_records
 
     specs = [json.loads(p.read_text()) for p in sorted(work.glob("*/spec.json"))]
     finished = [s for s in specs if (work / s["name"] / "done").exists()]
@@ -305,7 +312,11 @@ def gather(work: Path, result: dict[str, Any]) -> None:
             summary = compare.write_table(ctx, table)
         finally:
             ctx.close()
-        result["tables"][variant] = summary | {"_counts": stage_counts(gathered / "run")}
+        filtered = read_stage_records(gathered / "run", "filter", FilterResult)
+        result["tables"][variant] = summary | {
+            "_counts": stage_counts(gathered / "run"),
+            "_placement": kept_by_placement(filtered, ctx.config.propose.separator),
+        }
     result["easy_rl"] = {
         s["lr"]: easy_rl_curve(work / s["name"] / "run", s["config"]["eval"]["ks"][-1]) for s in finished if "lr" in s
     }
@@ -545,7 +556,7 @@ def report(out: Path) -> str:
         lines += [f"Jobs that failed or ran out of time: {', '.join(result['failed'])}", ""]
     tables = result["tables"]
     if "main" in tables:
-        main = {k: v for k, v in tables["main"].items() if k != "_counts"}
+        main = {k: v for k, v in tables["main"].items() if not k.startswith("_")}
         lines += ["## Table 4 (hard split)", "", compare_markdown(main, ks), _counts_line(tables["main"]), ""]
 
     def per_problem(variant: str, arm: str, k: int, when: str = "rl") -> dict[str, float]:
@@ -605,6 +616,21 @@ def report(out: Path) -> str:
         "Cells: mean over held-out problems of each problem's pass@k (averaged over seeds), bootstrap 95% "
         "interval over problems; Δ: paired bootstrap over problems.",
     ]
+    placed = [
+        (label, tables[variant]["_placement"]) for label, variant in rows if "_placement" in tables.get(variant, {})
+    ]
+    if placed:  # older results (docs/lab/*.json) lack it
+        lines += [
+            "",
+            "Where the interventions sit against the true first error, kept / filtered "
+            "(earlier: a correct step replaced; later: the prefix keeps the error):",
+            "",
+            "| variant | at the error | earlier | later |",
+            "|---|---|---|---|",
+        ]
+        for label, counts in placed:
+            cells = " | ".join(f"{counts[w]['kept']} / {counts[w]['candidates']}" for w in ("at", "earlier", "later"))
+            lines.append(f"| {label} | {cells} |")
     for lr, easy in result.get("easy_rl", {}).items():
         line = (
             f"\nPlain RL on the easy split, lr {lr} ({easy['steps']} steps): training reward "

@@ -17,6 +17,7 @@ Intervals are Wilson intervals over candidates. This tells a user what `filter.m
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Any
 
 from intrain import fingerprints
@@ -24,7 +25,7 @@ from intrain.data import Problem
 from intrain.interventions import guided_prefix, parse_intervention
 from intrain.lab.table1 import failed_with_ground_truth
 from intrain.progress import StageProgress, console
-from intrain.records import FilterTrial, Proposal
+from intrain.records import FilterResult, FilterTrial, Proposal
 from intrain.stages import propose, sample
 from intrain.stages.common import RunContext, chunks
 from intrain.stages.filter import Continuation, continue_prefixes
@@ -149,6 +150,21 @@ def summarize(trials: list[FilterTrial], max_n: int) -> dict[str, Any]:
                 )
         out["proposers"][proposer] = block
     return out
+
+
+def kept_by_placement(results: Iterable[FilterResult], separator: str) -> dict[str, dict[str, int]]:
+    """Where each filtered intervention sits against its attempt's true first error (`at`, `earlier`: a
+    correct step replaced, `later`: the prefix keeps the error), and how many of each the filter kept.
+    With a noisy proposer this says what the filter lets through, and so what SFT clones."""
+    counts = {where: {"candidates": 0, "kept": 0} for where in ("at", "earlier", "later")}
+    for result in results:
+        true = first_error(result.as_problem(), result.attempt, separator).location
+        if true is None or result.location is None:
+            continue
+        where = "at" if result.location == true else "earlier" if result.location < true else "later"
+        counts[where]["candidates"] += 1
+        counts[where]["kept"] += result.kept
+    return counts
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
