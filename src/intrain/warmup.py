@@ -232,21 +232,26 @@ def evaluate_proposer(
         parse_intervention(out[0].text, p.shown_substeps, steps) for out, p, steps in zip(outputs, prompts, shown)
     ]
     ok = [(ex, r) for ex, r in zip(examples, parsed) if r.status == "ok"]
+    # Per attempt, in order: parsed and at the true first error (also returned, for paired comparisons).
+    located = [int(r.status == "ok" and r.location == ex.location) for ex, r in zip(examples, parsed)]
     naive = [first_equation_substep(steps) == ex.location for ex, steps in zip(examples, shown)]
     by_origin = {}
     for origin in sorted({ex.origin for ex in examples}):
-        subset = [(ex, r, hit) for ex, r, hit in zip(examples, parsed, naive) if ex.origin == origin]
+        subset = [
+            (r, hit, naive_hit)
+            for ex, r, hit, naive_hit in zip(examples, parsed, located, naive)
+            if ex.origin == origin
+        ]
         by_origin[origin] = {
             "n": len(subset),
-            "parse_rate": sum(r.status == "ok" for _, r, _ in subset) / len(subset),
-            "location_accuracy": sum(r.status == "ok" and r.location == ex.location for ex, r, _ in subset)
-            / len(subset),
-            "first_equation_accuracy": sum(hit for *_, hit in subset) / len(subset),
+            "parse_rate": sum(r.status == "ok" for r, _, _ in subset) / len(subset),
+            "location_accuracy": sum(hit for _, hit, _ in subset) / len(subset),
+            "first_equation_accuracy": sum(naive_hit for *_, naive_hit in subset) / len(subset),
         }
     return {
         "n": len(examples),
         "parse_rate": len(ok) / max(1, len(examples)),
-        "location_accuracy": sum(r.location == ex.location for ex, r in ok) / max(1, len(examples)),
+        "location_accuracy": sum(located) / max(1, len(examples)),
         # What a proposer scores that always names the first substep with an equation, reading nothing:
         # the bar a location accuracy has to clear to show that the proposer checks the arithmetic.
         "first_equation_accuracy": sum(naive) / max(1, len(examples)),
@@ -257,8 +262,7 @@ def evaluate_proposer(
         / max(1, len(ok)),
         "by_origin": by_origin,
         "statuses": {s: sum(r.status == s for r in parsed) for s in sorted({r.status for r in parsed})},
-        # Per attempt, in order: parsed and at the true first error (for paired comparisons of adapters).
-        "located": [int(r.status == "ok" and r.location == ex.location) for ex, r in zip(examples, parsed)],
+        "located": located,
         "samples": [
             {"attempt": ex.attempt, "true_location": ex.location, "output": out[0].text}
             for ex, out in list(zip(examples, outputs))[:3]
