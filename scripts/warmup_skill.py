@@ -23,11 +23,10 @@ def measure(config_path: str, examples_path: Path, adapters: list[str], seeds: l
     import tempfile
 
     from intrain.config import load_config
-    from intrain.engines.base import SamplingParams
     from intrain.prompts import load_template
     from intrain.stages.common import RunContext
     from intrain.stats import bootstrap_mean_interval, paired_bootstrap_difference
-    from intrain.warmup import evaluate_proposer, load_examples
+    from intrain.warmup import evaluate_proposer, load_examples, skill_sampling
 
     cfg = load_config(config_path)
     examples = load_examples(examples_path, "heldout")
@@ -41,13 +40,7 @@ def measure(config_path: str, examples_path: Path, adapters: list[str], seeds: l
                 generator = ctx.generator(cfg.model, cfg.model.path, adapter=adapter)
                 hits = [0] * len(examples)
                 for seed in seeds:
-                    sampling = SamplingParams(
-                        temperature=cfg.propose.temperature,
-                        top_p=cfg.propose.top_p,
-                        top_k=cfg.propose.top_k,
-                        max_tokens=cfg.warmup.proposal_max_tokens,
-                        seed=seed,
-                    )
+                    sampling = skill_sampling(cfg, seed)
                     skill = evaluate_proposer(
                         generator, examples, template, cfg.propose.max_prompt_tokens, cfg.propose.separator, sampling
                     )

@@ -270,6 +270,18 @@ def evaluate_proposer(
     }
 
 
+def skill_sampling(cfg: Config, seed: int) -> SamplingParams:
+    """How proposals are sampled to measure proposer skill: the `propose` settings, at most
+    `warmup.proposal_max_tokens` tokens."""
+    return SamplingParams(
+        temperature=cfg.propose.temperature,
+        top_p=cfg.propose.top_p,
+        top_k=cfg.propose.top_k,
+        max_tokens=cfg.warmup.proposal_max_tokens,
+        seed=seed,
+    )
+
+
 def run(ctx: RunContext) -> dict[str, Any]:
     """Build the warm-up data, train the LoRA adapter, and measure proposer skill and solving before/after."""
     cfg: Config = ctx.config
@@ -280,13 +292,7 @@ def run(ctx: RunContext) -> dict[str, Any]:
     template = load_template(cfg.propose.template)
     sep = cfg.propose.separator
     timings: dict[str, float] = {}
-    proposal_sampling = SamplingParams(
-        temperature=cfg.propose.temperature,
-        top_p=cfg.propose.top_p,
-        top_k=cfg.propose.top_k,
-        max_tokens=wcfg.proposal_max_tokens,
-        seed=wcfg.seed,
-    )
+    proposal_sampling = skill_sampling(cfg, wcfg.seed)
 
     t0 = time.time()
     family = cfg.data.train
