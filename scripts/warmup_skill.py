@@ -1,7 +1,7 @@
 """Proposer skill of warm-up adapters on a warm-up run's held-out attempts, over several sampling seeds.
 
     python scripts/warmup_skill.py CONFIG --examples RUN/warmup/examples.json \
-        --adapters A [B ...] --seeds 1 2 3 [--out FILE.json]
+        --adapters A [B ...] --seeds 1 2 3 [--out FILE.json] [--set propose.temperature=0.3 ...]
 
 `intrain warmup` measures its adapter once, with one sampling seed. This samples one proposal per
 held-out attempt for each adapter and seed (the `propose` settings of CONFIG, at most
@@ -16,19 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from intrain.config import Config
 
 
-def measure(config_path: str, examples_path: Path, adapters: list[str], seeds: list[int]) -> dict[str, Any]:
+def measure(cfg: Config, examples_path: Path, adapters: list[str], seeds: list[int]) -> dict[str, Any]:
     import tempfile
 
-    from intrain.config import load_config
     from intrain.prompts import load_template
     from intrain.stages.common import RunContext
     from intrain.stats import bootstrap_mean_interval, paired_bootstrap_difference
     from intrain.warmup import evaluate_proposer, load_examples, skill_sampling
 
-    cfg = load_config(config_path)
     examples = load_examples(examples_path, "heldout")
     template = load_template(cfg.propose.template)
     runs: list[dict[str, Any]] = []
@@ -75,13 +76,22 @@ def main() -> int:
     parser.add_argument("--adapters", nargs="+", required=True, help="adapter folders; the first is the baseline")
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="one proposal per attempt per seed")
     parser.add_argument("--out", type=Path, help="write the result here as JSON")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override, as intrain --set"
+    )
     args = parser.parse_args()
     if not args.examples.is_file():
         parser.error(f"--examples {args.examples}: no such file")
     for adapter in args.adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             parser.error(f"--adapters {adapter}: not an adapter folder (no adapter_config.json)")
-    result = measure(args.config, args.examples, args.adapters, args.seeds)
+    from intrain.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        parser.error(str(err))
+    result = measure(cfg, args.examples, args.adapters, args.seeds)
     for row in result["summary"]:
         lo, hi = row["interval"]
         line = f"{row['adapter']}: location {row['location_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
