@@ -435,6 +435,12 @@ class WarmupConfig(Section):
     """Verification warm-up of a small proposer on the arithmetic family (`intrain warmup`, see warmup.py)."""
 
     synthetic_examples: int = Field(240, ge=0, description="Synthetic faulty attempts with a known first error.")
+    synthetic_slip_weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="Chance of a synthetic slip in the k-th computation, in proportion to the k-th weight (the last "
+        "one repeats); unset: every computation alike. The policy's own slips are mostly in its first.",
+    )
     solution_examples: int = Field(
         0, ge=0, description="Problem -> reference solution rows mixed in, teaching the family's answer format."
     )

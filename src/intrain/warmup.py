@@ -64,11 +64,11 @@ def family_problems(n: int, seed: int, source: SourceConfig, id_prefix: str, exc
     return [p for p in problems if p.problem not in exclude]
 
 
-def synthetic_examples(problems: list[Problem], seed: int) -> list[Example]:
+def synthetic_examples(problems: list[Problem], seed: int, slip_weights: list[float] | None = None) -> list[Example]:
     rng = random.Random(seed)
     examples = []
     for problem in problems:
-        attempt, location, intervention = make_faulty_attempt(problem, rng)
+        attempt, location, intervention = make_faulty_attempt(problem, rng, slip_weights)
         intervention = with_plan(intervention, problem.reference_solution, problem.answer)
         quote = error_quote([s.text for s in split_substeps(attempt, "\n\n")], location)
         examples.append(Example(problem, attempt, location, intervention, "synthetic", quote))
@@ -312,7 +312,9 @@ def run(ctx: RunContext) -> dict[str, Any]:
         base, ctx.grader, problems, cfg.data.prompt_template, wcfg.policy_samples, rollout_sampling, sep
     )
     synthetic = synthetic_examples(
-        family_problems(wcfg.synthetic_examples, wcfg.seed, family, "warmup-syn", exclude), wcfg.seed
+        family_problems(wcfg.synthetic_examples, wcfg.seed, family, "warmup-syn", exclude),
+        wcfg.seed,
+        wcfg.synthetic_slip_weights,
     )
     solutions = family_problems(wcfg.solution_examples, wcfg.seed + 2, family, "warmup-sol", exclude)
     timings["collect_s"] = time.time() - t0
@@ -463,6 +465,11 @@ def model_card(report: dict[str, Any], cfg: Config) -> str:
         )
 
     losses = f"{report['training']['first_loss']:.3f} -> {report['training']['last_loss']:.3f}"
+    slip_text = (
+        f" (the slip in the k-th computation in proportion to {w.synthetic_slip_weights}, the last weight repeating)"
+        if w.synthetic_slip_weights
+        else ""
+    )
     lora_text = (
         f"LoRA r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout} on {', '.join(lora.target_modules)}"
         if lora
@@ -488,7 +495,7 @@ self-proposer (`configs/demo.yaml`: `model.adapter`). Base weights: the Q4_1 GGU
 `intrain warmup demo` (`intrain/warmup.py`), on CPU:
 - problems of the offline arithmetic family ({family.steps[0]}-{family.steps[1]} operations,
   operands <= {family.max_operand}, values <= {family.max_result}), never the run's train or eval problems;
-- {report["synthetic_examples"]} synthetic faulty attempts with one known slip and
+- {report["synthetic_examples"]} synthetic faulty attempts with one known slip{slip_text} and
   {report["policy_examples"]} of the base policy's own failed rollouts ({w.policy_problems} problems x
   {w.policy_samples} samples) whose first error the family's ground truth (`intrain.truth`) locates;
   {w.heldout_fraction:.0%} of the problems held out;

@@ -116,6 +116,7 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
         eval={"n": 2, "ks": [1], "max_tokens": 8},
         warmup={
             "synthetic_examples": 10,
+            "synthetic_slip_weights": [1, 50],
             "solution_examples": 3,
             "policy_problems": 2,
             "policy_samples": 1,
@@ -145,6 +146,14 @@ def test_warmup_command_on_tiny_model(tmp_path, tiny_model_dir):
     from intrain.data.arithmetic import generate_arithmetic as gen
 
     assert not seen & {p.problem for p in gen(2, 1) + gen(2, 2)}  # never a train or eval problem
+    # Slips weighted 1 : 50 sit past the first computation (about 1 in 70 would not), and the card says so.
+    synthetic = [e for split in examples.values() for e in split if e["origin"] == "synthetic"]
+    first_computation = [
+        first_equation_substep([s.text for s in split_substeps(e["attempt"], "\n\n")]) == e["location"]
+        for e in synthetic
+    ]
+    assert len(synthetic) == 10 and sum(first_computation) <= 1
+    assert "in proportion to [1.0, 50.0]" in card
     assert set(report["solve"]) == {"pre-warmup", "post-warmup"}
     for key in ("proposer_before", "proposer_after"):
         assert 0 <= report[key]["parse_rate"] <= 1 and report[key]["n"] == report["heldout"]

@@ -46,6 +46,10 @@ def test_bad_value_names_dotted_path(tmp_path):
         load_config(write(tmp_path, "filter: {n: 0}\n"))
     with pytest.raises(ConfigError, match=r"data\.train"):
         load_config(write(tmp_path, "data: {train: {kind: file}}\n"))
+    with pytest.raises(ConfigError, match=r"warmup\.synthetic_slip_weights\.1: "):
+        load_config(write(tmp_path, "warmup: {synthetic_slip_weights: [1, 0]}\n"))
+    with pytest.raises(ConfigError, match=r"warmup\.synthetic_slip_weights: "):
+        load_config(write(tmp_path, "warmup: {synthetic_slip_weights: []}\n"))
 
 
 def test_overrides_parse_yaml_values(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Sequence
 
 from intrain.data.problem import Problem
 from intrain.interventions import leaks_answer
@@ -94,7 +95,9 @@ def _apply_connector(para: str, swap: tuple[str, str] | None) -> str:
     return swap[1] + para[len(swap[0]) :]
 
 
-def make_faulty_attempt(problem: Problem, rng: random.Random) -> tuple[str, int, str]:
+def make_faulty_attempt(
+    problem: Problem, rng: random.Random, slip_weights: Sequence[float] | None = None
+) -> tuple[str, int, str]:
     r"""A plausible wrong attempt at an arithmetic-family ``problem``.
 
     Returns ``(attempt_text, location, intervention)``:
@@ -112,15 +115,22 @@ def make_faulty_attempt(problem: Problem, rng: random.Random) -> tuple[str, int,
       intermediate value); for the final computation it only names the method, e.g.
       ``"Let me recompute 19 - 5 carefully by counting down 5 from 19."``.
 
+    The slip falls in each computation equally often, or, with ``slip_weights``, in the k-th
+    computation in proportion to ``slip_weights[k]`` (computations past the list take its last
+    weight).
+
     Raises ``ValueError`` if the reference is not in the arithmetic family's format.
     """
     paras, steps = reference_chain(problem)
+    weights = None
+    if slip_weights is not None:
+        weights = [slip_weights[min(k, len(slip_weights) - 1)] for k in range(len(steps))]
     correct_final = steps[-1].c
     allow_neg = any(v < 0 for st in steps for v in (st.a, st.b, st.c))
     sym = "\u00d7" if rng.random() < 0.3 else "*"
 
     for _ in range(100):
-        j = rng.randrange(len(steps))
+        j = rng.randrange(len(steps)) if weights is None else rng.choices(range(len(steps)), weights)[0]
         st = steps[j]
         slips = _slips(st, st.a, st.b)
         rng.shuffle(slips)

@@ -63,6 +63,28 @@ def test_faulty_attempt_deterministic_and_varied() -> None:
     assert len(outs) > 5
 
 
+def test_slip_weights_move_the_slip_to_the_weighted_computation() -> None:
+    problems = generate_arithmetic(60, seed=4, steps=(3, 3), max_operand=9)
+
+    def computation_of_slip(weights: list[float] | None, seed: int) -> list[int]:
+        rng = random.Random(seed)
+        out = []
+        for p in problems:
+            attempt, loc, _ = make_faulty_attempt(p, rng, weights)
+            with_equations = [i for i, s in enumerate(attempt.split("\n\n"), 1) if find_equations(s)]
+            out.append(with_equations.index(loc) + 1)
+        return out
+
+    assert computation_of_slip(None, 3) == computation_of_slip(None, 3)
+    uniform = computation_of_slip(None, 3)
+    assert {uniform.count(k) for k in (1, 2, 3)} <= set(range(10, 31))  # about 20 each
+    late = computation_of_slip([1, 1, 30], 3)
+    assert late.count(3) >= 50  # 30 of 32 expected: 56 of 60
+    # The last weight repeats: [1, 30] weighs the second and third computations alike.
+    repeated = computation_of_slip([1, 30], 3)
+    assert repeated.count(1) <= 5 and min(repeated.count(2), repeated.count(3)) >= 20
+
+
 def test_final_step_intervention_names_method_only() -> None:
     rng = random.Random(0)
     seen = 0
