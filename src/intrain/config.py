@@ -439,7 +439,8 @@ class WarmupConfig(Section):
         None,
         min_length=1,
         description="Chance of a synthetic slip in the k-th computation, in proportion to the k-th weight (the last "
-        "one repeats); unset: every computation alike. The policy's own slips are mostly in its first.",
+        "one repeats); unset: every computation alike. Weighting later ones offsets the base policy's own "
+        "failed attempts, which mostly slip in the first.",
     )
     solution_examples: int = Field(
         0, ge=0, description="Problem -> reference solution rows mixed in, teaching the family's answer format."
